@@ -1,0 +1,440 @@
+"""The service layer: decide a signal exactly once, and read the books back from the log.
+
+One ``save()`` writes the decision's events (signal receipt, portfolio journal entry, position
+events) in one transaction. The receipt's stream id derives from the signal fingerprint, so a
+second delivery of the same alert cannot be written twice; the portfolio stream's version makes
+concurrent deciders conflict, and the loser decides again from the newer state.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import CanMutateAggregate
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    PersistenceError,
+    Transcoding,
+)
+from eventsourcing.utils import Environment, EnvType
+
+from ledger import wire
+from ledger.calendar import contract_for, next_contract
+from ledger.config import LedgerConfig, PortfolioParams
+from ledger.domain import (
+    VALUE_TYPES,
+    Outcome,
+    Portfolio,
+    Position,
+    SignalRecord,
+    stream_name,
+)
+from ledger.signals import InvalidSignal, Problem, Signal, parse_signal
+from ledger.store import StoreSettings, store_settings
+
+log = logging.getLogger("ledger")
+
+class StoreNotReady(RuntimeError):
+    """The store is unreachable or not migrated; nothing was decided."""
+
+
+class DecisionContended(RuntimeError):
+    """Every attempt lost a version conflict; nothing was decided (bounded by configuration)."""
+
+
+class UnknownPosition(LookupError):
+    pass
+
+
+class UnknownPortfolio(LookupError):
+    pass
+
+
+class DataclassAsDict(Transcoding):
+    """Stores a frozen dataclass value as a JSON object of its fields."""
+
+    def __init__(self, cls: type) -> None:
+        self.type = cls
+        self.name = cls.__name__.lower()
+
+    def encode(self, obj: Any) -> dict[str, Any]:
+        return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+    def decode(self, data: dict[str, Any]) -> Any:
+        return self.type(**data)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to one signal, as the CLI and HTTP API return it."""
+
+    body: Mapping[str, Any]  # JSON-ready; stored verbatim in the signal receipt
+    duplicate: bool = False
+    log_position: int | None = None  # notification id of the decision's last event
+
+    @property
+    def accepted(self) -> bool:
+        return self.body["decision"] == "accepted"
+
+    @property
+    def position_id(self) -> str | None:
+        return self.body["position_id"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.body, "duplicate": self.duplicate, "log_position": self.log_position}
+
+
+def _event_type(e: object) -> str:
+    return type(e).__name__
+
+
+def decision_body(signal: Signal, outcome: Outcome, events: list[dict[str, Any]],
+                  decided_at: datetime) -> dict[str, Any]:
+    position_ids = list(outcome.position_ids)
+    return {
+        "decision": "accepted" if outcome.accepted else "rejected",
+        "fingerprint": signal.fingerprint,
+        "portfolio": signal.portfolio,
+        "signal_type": signal.type.value,
+        "instrument": signal.instrument,
+        "position": signal.position,
+        "signal_timestamp": wire.iso(signal.timestamp),
+        "price": wire.number(signal.price),
+        "position_id": position_ids[0] if len(position_ids) == 1 else None,
+        "position_ids": position_ids,
+        "lots": outcome.lots,
+        "limiter": outcome.limiter,
+        "sizing": {k: wire.ratio(v) for k, v in outcome.sizing.items()} if outcome.sizing else None,
+        "equity": wire.money(outcome.equity),
+        "reasons": [{"code": r.code, "message": r.message} for r in outcome.reasons],
+        "events": events,
+        "decided_at": wire.iso(decided_at),
+    }
+
+
+class Ledger(Application[UUID]):
+    """Decides signals and answers questions about the books, on SQLite or Postgres."""
+
+    name = "Ledger"  # tables: ledger_events, ledger_snapshots
+
+    def __init__(self, config: LedgerConfig, database_url: str | None = None) -> None:
+        self.config = config
+        self.store: StoreSettings = store_settings(database_url, config.limits)
+        self._locks_guard = threading.Lock()
+        self._portfolio_locks: dict[str, threading.Lock] = {}
+        self.conflicts_retried = 0  # for metrics: version conflicts that cost an attempt
+        super().__init__(env=self.store.env)
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        # Only our settings: a stray POSTGRES_* variable in the process must not redirect us.
+        return Environment(name, dict(env or {}))
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        for cls in VALUE_TYPES:
+            transcoder.register(DataclassAsDict(cls))
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def create_event_tables(self) -> None:
+        """Create the library's event and snapshot tables (idempotent; `ledger migrate`)."""
+        self.recorder.create_table()
+        assert self.snapshots is not None
+        self.snapshots.recorder.create_table()
+
+    def check_ready(self) -> None:
+        """Raise StoreNotReady unless the store answers and has its event tables."""
+        try:
+            self.recorder.max_notification_id()
+        except PersistenceError as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StoreNotReady(f"{self.store.redacted_url}: {reason} "
+                                f"(is it running, and has `ledger migrate` been run?)") from e
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A DB-API cursor in one committed transaction on the event store's database.
+
+        On Postgres the search path is the configured schema, so unqualified table names
+        resolve beside the event tables. Placeholders follow the driver (%s or ?).
+        """
+        datastore = self.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=True) as cursor:
+            if self.store.backend == "postgres":
+                cursor.execute(f"SET LOCAL search_path TO {self.store.env['POSTGRES_SCHEMA']}")
+            yield cursor
+
+    # -- deciding -------------------------------------------------------------------------
+
+    def decide(self, body: bytes | str | Mapping[str, Any], portfolio: str = "default",
+               *, received_at: datetime | None = None) -> Decision:
+        """Validate and decide one alert. Raises InvalidSignal (nothing appended)."""
+        return self.decide_signal(parse_signal(body, portfolio, self.config),
+                                  received_at=received_at)
+
+    def decide_signal(self, signal: Signal, *, received_at: datetime | None = None) -> Decision:
+        params = self.config.portfolio(signal.portfolio)
+        instrument = self.config.instrument(signal.instrument)
+        if params is None or instrument is None:
+            raise InvalidSignal([Problem("portfolio" if params is None else "instrument",
+                                         "not configured")])
+        received_at = received_at or datetime.now(UTC)
+        contract = contract_for(instrument, signal.timestamp, signal.price, self.config)
+        record_id = SignalRecord.create_id(signal.fingerprint)
+        limits = self.config.limits
+        for attempt in range(1, limits.decision_attempts_max + 1):
+            prior = self._receipt(record_id)
+            if prior is not None:
+                return Decision(prior.decision, duplicate=True)
+            with self._lock(signal.portfolio):
+                portfolio = self._load_portfolio(signal.portfolio, params)
+                outcome = portfolio.decide(signal, params, instrument, contract)
+                positions = self._apply(outcome, signal)
+                self._assert_agree(portfolio, positions)
+                events = [
+                    {"type": _event_type(e), "stream": self._stream_of(agg),
+                     "version": e.originator_version}
+                    for agg in (portfolio, *positions) for e in agg.pending_events
+                ]
+                events.append({"type": "SignalDecided",
+                               "stream": stream_name("signal", signal.fingerprint),
+                               "version": 1})
+                body = decision_body(signal, outcome, events, datetime.now(UTC))
+                receipt = SignalRecord(
+                    fingerprint=signal.fingerprint, portfolio=signal.portfolio,
+                    signal_type=signal.type.value, instrument=signal.instrument,
+                    position=signal.position, signal_timestamp=signal.timestamp,
+                    payload=dict(signal.payload or {}), decision=body, received_at=received_at)
+                new_versions = range(portfolio.version - len(portfolio.pending_events) + 1,
+                                     portfolio.version + 1)
+                try:
+                    recordings = self.save(portfolio, *positions, receipt)
+                except IntegrityError:
+                    conflict = True
+                else:
+                    conflict = False
+            if not conflict:
+                self._snapshot_if_due(portfolio.id, new_versions)
+                log_position = max((r.notification.id for r in recordings), default=None)
+                return Decision(body, duplicate=False, log_position=log_position)
+            # Either another delivery of this signal won (next loop returns its decision) or
+            # another decider moved the portfolio on: decide again from the newer state.
+            self.conflicts_retried += 1
+            time.sleep(random.uniform(0, min(limits.conflict_backoff_ms_max, 2 ** attempt)) / 1e3)
+        raise DecisionContended(
+            f"{signal.fingerprint}: {limits.decision_attempts_max} attempts lost version "
+            f"conflicts; nothing was decided")
+
+    def _lock(self, portfolio: str) -> threading.Lock:
+        # Deciders in one process take turns per portfolio: conflicts are for other processes.
+        with self._locks_guard:
+            return self._portfolio_locks.setdefault(portfolio, threading.Lock())
+
+    def _receipt(self, record_id: UUID) -> SignalRecord | None:
+        try:
+            return self.repository.get(record_id)
+        except AggregateNotFoundError:
+            return None
+
+    def _load_portfolio(self, name: str, params: PortfolioParams) -> Portfolio:
+        try:
+            return self.repository.get(Portfolio.create_id(name))
+        except AggregateNotFoundError:
+            return Portfolio(name=name, initial_capital=params.initial_capital)
+
+    def _apply(self, outcome: Outcome, signal: Signal) -> list[Position]:
+        """Write the portfolio's decision into the position streams it touches."""
+        touched: dict[str, Position] = {}
+
+        def position(position_id: str) -> Position:
+            if position_id not in touched:
+                touched[position_id] = self.repository.get(Position.create_id(position_id))
+            return touched[position_id]
+
+        if outcome.opened is not None:
+            touched[outcome.opened.position_id] = Position.open(outcome.opened)
+        for change in outcome.trailed:
+            assert signal.atr is not None
+            position(change.position_id).trail(signal.fingerprint, change, signal.price,
+                                               signal.atr, signal.timestamp)
+        for closing in outcome.closed:
+            position(closing.position_id).close(signal.fingerprint, closing, signal.timestamp)
+        return list(touched.values())
+
+    @staticmethod
+    def _assert_agree(portfolio: Portfolio, positions: list[Position]) -> None:
+        """The position streams and the portfolio's holdings tell the same story."""
+        for p in positions:
+            holding = portfolio.holdings.get(p.position_id)
+            if not p.is_open:
+                assert holding is None, f"{p.position_id} closed but still held"
+                continue
+            assert holding is not None, f"{p.position_id} open but not held"
+            assert (p.lots, p.entry_price, p.current_stop, p.highest_close) == (
+                holding.lots, holding.entry_price, holding.current_stop, holding.highest_close
+            ), f"{p.position_id} disagrees with the portfolio"
+
+    @staticmethod
+    def _stream_of(aggregate: object) -> str:
+        if isinstance(aggregate, Portfolio):
+            return stream_name("portfolio", aggregate.name)
+        if isinstance(aggregate, Position):
+            return stream_name("position", aggregate.position_id)
+        assert isinstance(aggregate, SignalRecord)
+        return stream_name("signal", aggregate.fingerprint)
+
+    def _snapshot_if_due(self, portfolio_id: UUID, versions: range) -> None:
+        interval = self.config.limits.snapshot_interval_events
+        for version in versions:
+            if version % interval == 0:
+                try:
+                    self.take_snapshot(portfolio_id, version=version)
+                except Exception:  # the decision is committed; a snapshot is only a cache
+                    log.warning("snapshot of %s at %d failed", portfolio_id, version,
+                                exc_info=True)
+
+    # -- rollover (the scheduler that calls this comes later) -----------------------------
+
+    def roll(self, position_id: str, from_expiry: str, close_price: Decimal,
+             open_price: Decimal, at: datetime) -> Position:
+        """Move an open position from the contract expiring ``from_expiry`` to the next one.
+
+        Idempotent: once the position trades a later contract, rolling it again from
+        ``from_expiry`` changes nothing and returns it as it is.
+        """
+        limits = self.config.limits
+        for attempt in range(1, limits.decision_attempts_max + 1):
+            position = self.position(position_id)
+            if position.expiry != from_expiry:
+                return position  # rolled already (by us, or by another instance)
+            if not position.is_open:
+                raise ValueError(f"{position_id} is closed")
+            instrument = self.config.instrument(position.instrument)
+            params = self.config.portfolio(position.portfolio)
+            assert instrument is not None and params is not None
+            contract = next_contract(instrument, date.fromisoformat(from_expiry), open_price,
+                                     self.config)
+            with self._lock(position.portfolio):
+                portfolio = self._load_portfolio(position.portfolio, params)
+                roll = position.plan_roll(contract, close_price, open_price, at,
+                                          command_id=f"roll:{position_id}:{from_expiry}")
+                portfolio.roll(roll)
+                position.roll(roll)
+                self._assert_agree(portfolio, [position])
+                try:
+                    self.save(portfolio, position)
+                    return position
+                except IntegrityError:
+                    self.conflicts_retried += 1
+            time.sleep(random.uniform(0, min(limits.conflict_backoff_ms_max, 2 ** attempt)) / 1e3)
+        raise DecisionContended(f"roll of {position_id}: {limits.decision_attempts_max} "
+                                f"attempts lost version conflicts")
+
+    # -- reading --------------------------------------------------------------------------
+
+    def position(self, position_id: str) -> Position:
+        try:
+            return self.repository.get(Position.create_id(position_id))
+        except AggregateNotFoundError:
+            raise UnknownPosition(position_id) from None
+
+    def position_history(self, position_id: str) -> list[dict[str, Any]]:
+        """The position's events in order, each with the state after it, replayed."""
+        entries = []
+        state: Position | None = None
+        for e in self.events.get(Position.create_id(position_id)):
+            assert isinstance(e, CanMutateAggregate)
+            state = e.mutate(state)
+            assert state is not None
+            facts = {k: v for k, v in vars(e).items()
+                     if k not in ("originator_id", "originator_version", "timestamp",
+                                  "originator_topic")}
+            entries.append({
+                "version": e.originator_version,
+                "type": _event_type(e),
+                "recorded_at": wire.iso(e.timestamp),
+                "event": facts,
+                "state": state.state(),
+            })
+        if not entries:
+            raise UnknownPosition(position_id)
+        return entries
+
+    def portfolio(self, name: str = "default") -> Portfolio:
+        """The portfolio replayed from its stream (never-used portfolios start empty)."""
+        params = self.config.portfolio(name)
+        try:
+            return self.repository.get(Portfolio.create_id(name))
+        except AggregateNotFoundError:
+            if params is None:
+                raise UnknownPortfolio(name) from None
+            return Portfolio(name=name, initial_capital=params.initial_capital)
+
+    def portfolio_summary(self, name: str = "default") -> dict[str, Any]:
+        """Equity, closed equity, open risk/vol, margin and open positions (JSON-ready)."""
+        p = self.portfolio(name)
+        params = self.config.portfolio(name)
+        mode = params.equity_mode if params else "blended"
+        equity = p.equity(mode)
+        unrealized = p.unrealized()
+
+        def pct(amount: Decimal) -> str | None:
+            return wire.ratio(amount * 100 / equity) if equity > 0 else None
+
+        positions = []
+        for h in sorted(p.holdings.values(), key=lambda h: (h.instrument, h.entry_timestamp)):
+            mark = p.marks[h.instrument]
+            positions.append({
+                "position_id": h.position_id,
+                "instrument": h.instrument,
+                "position": h.label,
+                "is_base_position": h.is_base,
+                "lots": h.lots,
+                "entry_price": wire.number(h.entry_price),
+                "entry_timestamp": wire.iso(h.entry_timestamp),
+                "initial_stop": wire.number(h.initial_stop),
+                "current_stop": wire.number(h.current_stop),
+                "highest_close": wire.number(h.highest_close),
+                "mark": wire.number(mark.price),
+                "unrealized_pnl": wire.money(h.pnl_at(mark.price)),
+                "risk_amount": wire.money(h.risk),
+                "risk_contribution": pct(h.risk),
+                "vol_contribution": pct(h.volatility),
+                "margin": wire.money(h.margin),
+            })
+        return {
+            "portfolio": name,
+            "version": p.version,
+            "equity_mode": mode,
+            "initial_capital": wire.money(p.initial_capital),
+            "closed_equity": wire.money(p.closed_equity),
+            "unrealized_pnl": wire.money(unrealized),
+            "open_equity": wire.money(p.closed_equity + unrealized),
+            "equity": wire.money(equity),
+            "total_risk_amount": wire.money(p.open_risk),
+            "total_risk_percent": pct(p.open_risk),
+            "total_vol_amount": wire.money(p.open_volatility),
+            "total_vol_percent": pct(p.open_volatility),
+            "margin_used": wire.money(p.margin_used),
+            "margin_available": wire.money(
+                equity * (params.max_margin_percent if params else 60) / 100 - p.margin_used),
+            "pyramiding_state": {
+                instrument: {"base_position_id": s.base_position_id,
+                             "last_pyramid_price": wire.number(s.last_pyramid_price),
+                             "pyramids": s.pyramids}
+                for instrument, s in sorted(p.pyramiding.items())
+            },
+            "open_positions": positions,
+        }

@@ -1,0 +1,140 @@
+"""Exchange calendar: monthly expiries, the contract traded on a date, its lot size and symbols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+from ledger.config import Instrument, LedgerConfig
+
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The monthly contract a position trades, and what is in force for it."""
+
+    instrument: str
+    expiry: date
+    lot_size: int
+    point_value: Decimal
+    margin_per_lot: Decimal
+    strike: int | None = None  # synthetic futures: the ATM strike of both legs
+    ce_symbol: str | None = None
+    pe_symbol: str | None = None
+    futures_symbol: str | None = None
+
+    @property
+    def contract_month(self) -> str:
+        return f"{self.expiry:%Y-%m}"
+
+
+def _is_trading_day(day: date, holidays: frozenset[date]) -> bool:
+    return day.weekday() < 5 and day not in holidays
+
+
+def previous_trading_day(day: date, holidays: frozenset[date]) -> date:
+    """``day`` itself if it is a trading day, else the closest trading day before it."""
+    while not _is_trading_day(day, holidays):
+        day -= timedelta(days=1)
+    return day
+
+
+def _weekday_in_force(instrument: Instrument, month_start: date) -> int:
+    weekday = instrument.expiry_weekdays[0].value
+    for entry in instrument.expiry_weekdays:
+        if entry.effective <= month_start:
+            weekday = entry.value
+    return weekday
+
+
+def monthly_expiry(instrument: Instrument, year: int, month: int,
+                   holidays: frozenset[date]) -> date:
+    """Expiry day of the instrument's contract for ``year``-``month``."""
+    if instrument.expiry_day_of_month is not None:
+        nominal = date(year, month, instrument.expiry_day_of_month)
+    else:
+        weekday = _weekday_in_force(instrument, date(year, month, 1))
+        next_month = date(year + month // 12, month % 12 + 1, 1)
+        last = next_month - timedelta(days=1)
+        nominal = last - timedelta(days=(last.weekday() - weekday) % 7)
+    return previous_trading_day(nominal, holidays)
+
+
+def exchange_date(at: datetime, config: LedgerConfig) -> date:
+    """The exchange's calendar date at the instant ``at``."""
+    return at.astimezone(ZoneInfo(config.exchange_timezone)).date()
+
+
+def current_expiry(instrument: Instrument, on: date, holidays: frozenset[date]) -> date:
+    """The nearest monthly expiry on or after ``on``: the current monthly contract."""
+    year, month = on.year, on.month
+    for _ in range(3):
+        expiry = monthly_expiry(instrument, year, month, holidays)
+        if expiry >= on:
+            return expiry
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    raise AssertionError(f"no expiry within three months of {on}")  # pragma: no cover
+
+
+def _symbol_date(expiry: date) -> str:
+    # OpenAlgo's common symbol format: DDMMMYY, e.g. 30DEC25.
+    return f"{expiry.day:02d}{MONTHS[expiry.month - 1]}{expiry.year % 100:02d}"
+
+
+def atm_strike(price: Decimal, step: int) -> int:
+    """Price rounded to the nearest multiple of ``step`` (a half goes up)."""
+    return int((price / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)) * step
+
+
+def rollover_strike(price: Decimal, step: int) -> int:
+    """Nearest multiple of ``step``; a tie goes to the multiple of twice the step."""
+    lower = int(price // step) * step
+    upper = lower + step
+    if price - lower != upper - price:
+        return lower if price - lower < upper - price else upper
+    return lower if lower % (2 * step) == 0 else upper
+
+
+def next_contract(instrument: Instrument, after_expiry: date, price: Decimal,
+                  config: LedgerConfig) -> Contract:
+    """The contract a roll moves into: the first monthly expiry after ``after_expiry``."""
+    holidays = config.holidays.get(instrument.exchange, frozenset())
+    expiry = current_expiry(instrument, after_expiry + timedelta(days=1), holidays)
+    step = instrument.rollover_strike_step or instrument.strike_step
+    strike = rollover_strike(price, step) if step else None
+    return _contract(instrument, expiry, strike)
+
+
+def _contract(instrument: Instrument, expiry: date, strike: int | None) -> Contract:
+    lot_size = instrument.lot_size_for(expiry)
+    root, ymd = instrument.symbol_root, _symbol_date(expiry)
+    ce = pe = fut = None
+    if instrument.product == "synthetic_future":
+        ce, pe = f"{root}{ymd}{strike}CE", f"{root}{ymd}{strike}PE"
+    else:
+        strike = None
+        fut = f"{root}{ymd}FUT"
+    return Contract(
+        instrument=instrument.name,
+        expiry=expiry,
+        lot_size=lot_size,
+        point_value=instrument.point_value_for(lot_size),
+        margin_per_lot=instrument.margin_per_lot,
+        strike=strike,
+        ce_symbol=ce,
+        pe_symbol=pe,
+        futures_symbol=fut,
+    )
+
+
+def contract_for(
+    instrument: Instrument, at: datetime, price: Decimal, config: LedgerConfig
+) -> Contract:
+    """The contract traded for a signal at ``at`` and ``price``: the current monthly one."""
+    holidays = config.holidays.get(instrument.exchange, frozenset())
+    expiry = current_expiry(instrument, exchange_date(at, config), holidays)
+    strike = atm_strike(price, instrument.strike_step) if instrument.strike_step else None
+    return _contract(instrument, expiry, strike)

@@ -1,0 +1,217 @@
+"""The ``ledger`` command.
+
+Exit codes: 0 done (an accepted or a rejected decision both count), 2 invalid input (nothing
+appended), 3 store not ready (unreachable or not migrated), 4 not found, 5 contended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from ledger import wire
+from ledger.config import ConfigError, load_config
+from ledger.signals import InvalidSignal, Problem
+from ledger.store import StoreUrlError
+
+EXIT_OK, EXIT_INVALID, EXIT_STORE, EXIT_NOT_FOUND, EXIT_CONTENDED = 0, 2, 3, 4, 5
+
+
+def _out(obj: Any, *, pretty: bool = False) -> None:
+    sys.stdout.buffer.write(wire.dumps(obj, pretty=pretty) + b"\n")
+    sys.stdout.flush()
+
+
+def _err(message: str) -> None:
+    print(f"ledger: {message}", file=sys.stderr)
+
+
+def _invalid(problems: list[Problem], line: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": "invalid_signal",
+                            "problems": [p.as_dict() for p in problems]}
+    if line is not None:
+        body["line"] = line
+    where = f"line {line}: " if line is not None else ""
+    for p in problems:
+        _err(f"{where}{p.field}: {p.message}")
+    return body
+
+
+def _open_ledger(args: argparse.Namespace, *, ready: bool = True) -> Any:
+    from ledger.application import Ledger
+
+    ledger = Ledger(load_config(args.config), args.database_url)
+    if ready:
+        ledger.check_ready()
+    return ledger
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    import migrations
+
+    ledger = _open_ledger(args, ready=False)
+    steps = migrations.migrate(ledger)
+    done = ", ".join(steps) if steps else "nothing to do"
+    _err(f"migrated {ledger.store.redacted_url}: {done}")
+    return EXIT_OK
+
+
+def _read_input(source: str) -> IO[bytes]:
+    if source == "-":
+        return sys.stdin.buffer
+    return open(source, "rb")
+
+
+def _lines(stream: IO[bytes], body_bytes_max: int) -> Iterator[tuple[int, bytes | None]]:
+    for number, line in enumerate(stream, start=1):
+        if len(line) > body_bytes_max:
+            yield number, None
+        elif line.strip():
+            yield number, line
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    ledger = _open_ledger(args)
+    limit = ledger.config.limits.body_bytes_max
+    with _read_input(args.file) as stream:
+        if not args.each:
+            body = stream.read(limit + 1)
+            if len(body) > limit:
+                _out(_invalid([Problem("body", f"is larger than {limit} bytes")]))
+                return EXIT_INVALID
+            try:
+                decision = ledger.decide(body, args.portfolio)
+            except InvalidSignal as e:
+                _out(_invalid(e.problems))
+                return EXIT_INVALID
+            _out(decision.as_dict())
+            return EXIT_OK
+        status = EXIT_OK
+        for number, line in _lines(stream, limit):
+            try:
+                if line is None:
+                    raise InvalidSignal([Problem("body", f"is larger than {limit} bytes")])
+                _out(ledger.decide(line, args.portfolio).as_dict())
+            except InvalidSignal as e:
+                _out(_invalid(e.problems, number))
+                status = EXIT_INVALID
+        return status
+
+
+def _history_line(entry: dict[str, Any]) -> str:
+    s, e = entry["state"], entry["event"]
+    detail = {
+        "PositionOpened": lambda: f"lots={s['lots']} entry={s['entry_price']} "
+                                  f"stop={s['initial_stop']} limiter={s['limiter']}",
+        "StopTrailed": lambda: f"close={e['close']} stop {e['previous_stop']} -> "
+                               f"{e['current_stop']}",
+        "PositionReduced": lambda: f"-{e['lots_closed']} lots at {e['price']} "
+                                   f"pnl={wire.money(e['realized_pnl'])}",
+        "Exited": lambda: f"exit={e['exit_price']} pnl={wire.money(e['realized_pnl'])} "
+                          f"({e['reason']})",
+        "RolledOver": lambda: f"{e['old_expiry']} -> {e['new_expiry']} "
+                              f"pnl={wire.money(e['rollover_pnl'])}",
+    }.get(entry["type"], lambda: "")()
+    return f"v{entry['version']:<3} {entry['type']:<16} status={s['status']:<7} {detail}"
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from ledger.application import UnknownPosition
+
+    ledger = _open_ledger(args)
+    try:
+        entries = ledger.position_history(args.position_id)
+    except UnknownPosition:
+        _err(f"no position {args.position_id!r}")
+        return EXIT_NOT_FOUND
+    if args.json:
+        _out({"position_id": args.position_id, "events": entries}, pretty=True)
+    else:
+        print(args.position_id)
+        for entry in entries:
+            print(_history_line(entry))
+    return EXIT_OK
+
+
+def cmd_portfolio(args: argparse.Namespace) -> int:
+    from ledger.application import UnknownPortfolio
+
+    ledger = _open_ledger(args)
+    try:
+        summary = ledger.portfolio_summary(args.portfolio)
+    except UnknownPortfolio:
+        _err(f"unknown portfolio {args.portfolio!r}")
+        return EXIT_NOT_FOUND
+    if args.json:
+        _out(summary, pretty=True)
+        return EXIT_OK
+    for key, value in summary.items():
+        if key not in ("open_positions", "pyramiding_state"):
+            print(f"{key:<20} {value}")
+    print(f"open positions       {len(summary['open_positions'])}")
+    for p in summary["open_positions"]:
+        print(f"  {p['position_id']:<40} lots={p['lots']:<3} entry={p['entry_price']} "
+              f"stop={p['current_stop']} mark={p['mark']} pnl={p['unrealized_pnl']}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ledger", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=None,
+                        help="TOML configuration (default: $LEDGER_CONFIG, else built-in)")
+    parser.add_argument("--database-url", default=None,
+                        help="event store (default: $LEDGER_DATABASE_URL, else "
+                             "sqlite:///ledger.sqlite3)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("migrate", help="create or upgrade the store's tables")
+
+    signal = commands.add_parser("signal", help="decide alert JSON and print the decision")
+    signal.add_argument("file", nargs="?", default="-", help="alert JSON file, or - for stdin")
+    signal.add_argument("--each", action="store_true", help="one alert per line in and out")
+    signal.add_argument("--portfolio", default="default")
+
+    history = commands.add_parser("history", help="a position's events, replayed")
+    history.add_argument("position_id")
+    history.add_argument("--json", action="store_true")
+
+    portfolio = commands.add_parser("portfolio", help="the books, replayed from the store")
+    portfolio.add_argument("--portfolio", default="default")
+    portfolio.add_argument("--json", action="store_true")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "migrate": cmd_migrate,
+    "signal": cmd_signal,
+    "history": cmd_history,
+    "portfolio": cmd_portfolio,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eventsourcing.persistence import PersistenceError
+
+    from ledger.application import DecisionContended, StoreNotReady
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, StoreUrlError) as e:
+        _err(str(e))
+        return EXIT_INVALID
+    except FileNotFoundError as e:
+        _err(f"{e.filename}: no such file")
+        return EXIT_INVALID
+    except (StoreNotReady, PersistenceError) as e:
+        _err(f"store not ready: {e}")
+        return EXIT_STORE
+    except DecisionContended as e:
+        _err(str(e))
+        return EXIT_CONTENDED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

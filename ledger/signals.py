@@ -1,0 +1,251 @@
+"""TradingView alerts: parsing, validation and the fingerprint that makes each one unique.
+
+Validation collects every problem and raises once, before anything is decided or stored.
+Numbers are read as exact Decimals from the JSON text (never through float).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from ledger.config import LedgerConfig, is_portfolio_name
+
+
+class SignalType(StrEnum):
+    BASE_ENTRY = "BASE_ENTRY"
+    PYRAMID = "PYRAMID"
+    EXIT = "EXIT"
+    MARKET_DATA = "MARKET_DATA"
+
+
+ENTRY_TYPES = (SignalType.BASE_ENTRY, SignalType.PYRAMID)
+BASE_LABEL = "Long_1"
+EXIT_ALL = "ALL"
+SECRET_FIELD = "secret"
+_LABEL = re.compile(r"^long_([1-9][0-9]?)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class InvalidSignal(ValueError):
+    """The alert cannot be decided; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A validated alert, normalized: upper-case type and instrument, canonical label, UTC."""
+
+    portfolio: str
+    type: SignalType
+    instrument: str
+    position: str | None  # "Long_N", or "ALL" on an EXIT; None on MARKET_DATA
+    price: Decimal
+    timestamp: datetime
+    stop: Decimal | None = None
+    atr: Decimal | None = None
+    er: Decimal | None = None
+    reason: str | None = None
+    payload: Mapping[str, Any] | None = None  # the alert as received, secret removed
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.portfolio, self.instrument, self.type, self.position,
+                           self.timestamp)
+
+    @property
+    def label_number(self) -> int | None:
+        match = _LABEL.match(self.position or "")
+        return int(match.group(1)) if match else None
+
+
+def fingerprint(portfolio: str, instrument: str, signal_type: str, position: str | None,
+                timestamp: datetime) -> str:
+    """SHA-256 over the normalized (portfolio, instrument, type, position, UTC second)."""
+    second = timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = "|".join((portfolio, instrument.upper(), signal_type.upper(), position or "", second))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_json(body: bytes | str) -> Any:
+    """JSON text to Python values with exact Decimals; raises InvalidSignal."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise InvalidSignal([Problem("body", "is not UTF-8 text")]) from None
+    except (ValueError, RecursionError) as e:
+        raise InvalidSignal([Problem("body", f"is not valid JSON: {e}")]) from None
+
+
+def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
+                 config: LedgerConfig) -> Signal:
+    """Validate one alert for ``portfolio``; raise InvalidSignal naming every problem."""
+    data = parse_json(body) if isinstance(body, (bytes, str)) else body
+    if not isinstance(data, Mapping):
+        raise InvalidSignal([Problem("body", "must be a JSON object")])
+    problems: list[Problem] = []
+
+    if not is_portfolio_name(portfolio):
+        problems.append(Problem("portfolio", f"{portfolio!r} is not a valid portfolio name"))
+    elif config.portfolio(portfolio) is None:
+        problems.append(Problem("portfolio", f"unknown portfolio {portfolio!r}"))
+
+    signal_type = _signal_type(data.get("type"), problems)
+    instrument = _instrument(data.get("instrument"), config, problems)
+    position = _position(data.get("position"), signal_type, problems)
+    price = _number(data, "price", problems, required=True)
+    timestamp = _timestamp(data.get("timestamp"), problems)
+    stop = atr = er = None
+    if signal_type in ENTRY_TYPES:
+        stop = _number(data, "stop", problems, required=True)
+        atr = _number(data, "atr", problems, required=True)
+        er = _number(data, "er", problems, required=True, minimum_zero=True)
+        if er is not None and er > 1:
+            problems.append(Problem("er", f"an efficiency ratio is between 0 and 1, got {er}"))
+        if stop is not None and price is not None and stop >= price:
+            problems.append(Problem("stop", f"must be below price for a long entry "
+                                            f"(stop {stop}, price {price})"))
+    elif signal_type is SignalType.MARKET_DATA:
+        atr = _number(data, "atr", problems, required=True)
+    elif signal_type is SignalType.EXIT:
+        # EXIT may send stop 0 and lots 0; nothing else about them matters.
+        _number(data, "stop", problems, required=False, minimum_zero=True)
+
+    reason = data.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        problems.append(Problem("reason", "must be a string"))
+    if problems:
+        raise InvalidSignal(problems)
+    assert signal_type is not None and instrument is not None
+    assert price is not None and timestamp is not None
+    payload = {k: v for k, v in data.items() if k != SECRET_FIELD}
+    return Signal(
+        portfolio=portfolio,
+        type=signal_type,
+        instrument=instrument,
+        position=position,
+        price=price,
+        timestamp=timestamp,
+        stop=stop,
+        atr=atr,
+        er=er,
+        reason=reason,
+        payload=payload,
+    )
+
+
+def _signal_type(value: Any, problems: list[Problem]) -> SignalType | None:
+    if value is None:
+        problems.append(Problem("type", "is required"))
+        return None
+    if isinstance(value, str):
+        try:
+            return SignalType(value.strip().upper())
+        except ValueError:
+            pass
+    allowed = ", ".join(t.value for t in SignalType)
+    problems.append(Problem("type", f"must be one of {allowed}, got {value!r}"))
+    return None
+
+
+def _instrument(value: Any, config: LedgerConfig, problems: list[Problem]) -> str | None:
+    if value is None:
+        problems.append(Problem("instrument", "is required"))
+        return None
+    if isinstance(value, str) and config.instrument(value.strip()) is not None:
+        return value.strip().upper()
+    known = ", ".join(sorted(config.instruments))
+    problems.append(Problem("instrument", f"unknown instrument {value!r} (known: {known})"))
+    return None
+
+
+def _position(value: Any, signal_type: SignalType | None,
+              problems: list[Problem]) -> str | None:
+    if signal_type is SignalType.MARKET_DATA:
+        return None  # a bar has no position; any value sent is ignored
+    if value is None:
+        problems.append(Problem("position", "is required"))
+        return None
+    text = value.strip() if isinstance(value, str) else ""
+    if signal_type is SignalType.EXIT and text.upper() == EXIT_ALL:
+        return EXIT_ALL
+    match = _LABEL.match(text)
+    if not match:
+        expected = "Long_N or ALL" if signal_type is SignalType.EXIT else "Long_N"
+        problems.append(Problem("position", f"must be {expected}, got {value!r}"))
+        return None
+    label = f"Long_{int(match.group(1))}"
+    if signal_type is SignalType.BASE_ENTRY and label != BASE_LABEL:
+        problems.append(Problem("position", f"a BASE_ENTRY is {BASE_LABEL}, got {value!r}"))
+    if signal_type is SignalType.PYRAMID and label == BASE_LABEL:
+        problems.append(Problem("position", f"a PYRAMID is Long_2 or later, got {value!r}"))
+    return label
+
+
+def _number(data: Mapping[str, Any], name: str, problems: list[Problem], *, required: bool,
+            minimum_zero: bool = False) -> Decimal | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            problems.append(Problem(name, "is required"))
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal, str, float)):
+        problems.append(Problem(name, f"must be a number, got {value!r}"))
+        return None
+    try:
+        number = Decimal(value.strip() if isinstance(value, str) else str(value))
+    except InvalidOperation:
+        problems.append(Problem(name, f"must be a number, got {value!r}"))
+        return None
+    if not number.is_finite():
+        problems.append(Problem(name, f"must be a finite number, got {value!r}"))
+        return None
+    if number < 0 or (number == 0 and not minimum_zero):
+        problems.append(Problem(name, f"must be {'>= 0' if minimum_zero else '> 0'}, got {value}"))
+        return None
+    if abs(number.adjusted()) > 12:
+        problems.append(Problem(name, f"is out of range: {value}"))
+        return None
+    return number
+
+
+def _timestamp(value: Any, problems: list[Problem]) -> datetime | None:
+    if value is None:
+        problems.append(Problem("timestamp", "is required"))
+        return None
+    if not isinstance(value, str):
+        problems.append(Problem("timestamp", f"must be an ISO 8601 string, got {value!r}"))
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        problems.append(Problem("timestamp", f"is not an ISO 8601 date-time: {value!r}"))
+        return None
+    if parsed.tzinfo is None:
+        problems.append(Problem("timestamp", f"must carry a time zone, e.g. "
+                                             f"2025-11-28T10:30:00Z; got {value!r}"))
+        return None
+    return parsed.astimezone(UTC)

@@ -1,0 +1,97 @@
+"""Versioned schema migrations, applied by `ledger migrate`.
+
+Version 0 is the event store itself (the library's own tables). Later versions are the SQL
+files beside this module, one directory per dialect (``postgres/``, ``sqlite/``), named
+``NNN_what.sql``; each runs once, in its own transaction, recorded in ``schema_migrations``.
+Running `ledger migrate` again applies only what is new.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+EVENT_STORE = (0, "event_store")
+_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def available(backend: str) -> list[Migration]:
+    """The SQL migrations for ``backend`` ('postgres' or 'sqlite'), in version order."""
+    folder = HERE / backend
+    found = []
+    for path in sorted(folder.glob("*.sql")) if folder.is_dir() else []:
+        match = _NAME.match(path.name)
+        if not match:
+            raise ValueError(f"{path}: migration files are named NNN_what.sql")
+        found.append(Migration(int(match.group(1)), match.group(2), path.read_text()))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions) or 0 in versions:
+        raise ValueError(f"{folder}: migration versions must be unique and start at 001")
+    return found
+
+
+def latest_version(backend: str) -> int:
+    return max([EVENT_STORE[0], *(m.version for m in available(backend))])
+
+
+def _param(backend: str) -> str:
+    return "%s" if backend == "postgres" else "?"
+
+
+def applied(ledger: Any) -> set[int]:
+    """Versions recorded in the store (empty if it was never migrated)."""
+    from eventsourcing.persistence import PersistenceError
+
+    try:
+        with ledger.transaction() as cursor:
+            cursor.execute("SELECT version FROM schema_migrations")
+            return {row[0] if isinstance(row, tuple) else row["version"]
+                    for row in cursor.fetchall()}
+    except PersistenceError:
+        return set()
+
+
+def migrate(ledger: Any) -> list[str]:
+    """Bring the store up to date; return the names of the steps applied now."""
+    backend = ledger.store.backend
+    ledger.create_event_tables()
+    with ledger.transaction() as cursor:
+        cursor.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+    done = applied(ledger)
+    steps = [Migration(*EVENT_STORE, sql=""), *available(backend)]
+    now = datetime.now(UTC).isoformat()
+    names = []
+    for step in steps:
+        if step.version in done:
+            continue
+        p = _param(backend)
+        with ledger.transaction() as cursor:
+            if step.sql.strip():
+                if backend == "sqlite":
+                    for statement in _statements(step.sql):
+                        cursor.execute(statement)
+                else:
+                    cursor.execute(step.sql)
+            cursor.execute(
+                f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({p}, {p}, {p})",
+                (step.version, step.name, now))
+        names.append(f"{step.version:03d}_{step.name}")
+    return names
+
+
+def _statements(sql: str) -> list[str]:
+    # sqlite3 executes one statement per call; our files keep one statement per ';' line end.
+    return [s.strip() for s in re.split(r";\s*$", sql, flags=re.MULTILINE) if s.strip()]
