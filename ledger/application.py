@@ -9,7 +9,9 @@ concurrent deciders conflict, and the loser decides again from the newer state.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -31,8 +33,8 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType
 
 from ledger import wire
-from ledger.calendar import contract_for, next_contract
-from ledger.config import LedgerConfig, PortfolioParams
+from ledger.calendar import Contract, contract_for, next_contract
+from ledger.config import Instrument, LedgerConfig, PortfolioParams
 from ledger.domain import (
     VALUE_TYPES,
     Outcome,
@@ -96,6 +98,11 @@ class Decision:
         return {**self.body, "duplicate": self.duplicate, "log_position": self.log_position}
 
 
+def default_instance_id() -> str:
+    """host:pid — unique among live processes, readable in signal_log and instance_metadata."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _event_type(e: object) -> str:
     return type(e).__name__
 
@@ -129,8 +136,10 @@ class Ledger(Application[UUID]):
 
     name = "Ledger"  # tables: ledger_events, ledger_snapshots
 
-    def __init__(self, config: LedgerConfig, database_url: str | None = None) -> None:
+    def __init__(self, config: LedgerConfig, database_url: str | None = None, *,
+                 instance_id: str | None = None) -> None:
         self.config = config
+        self.instance_id = instance_id or default_instance_id()
         self.store: StoreSettings = store_settings(database_url, config.limits)
         self._locks_guard = threading.Lock()
         self._portfolio_locks: dict[str, threading.Lock] = {}
@@ -197,45 +206,60 @@ class Ledger(Application[UUID]):
         for attempt in range(1, limits.decision_attempts_max + 1):
             prior = self._receipt(record_id)
             if prior is not None:
-                return Decision(prior.decision, duplicate=True)
-            with self._lock(signal.portfolio):
-                portfolio = self._load_portfolio(signal.portfolio, params)
-                outcome = portfolio.decide(signal, params, instrument, contract)
-                positions = self._apply(outcome, signal)
-                self._assert_agree(portfolio, positions)
-                events = [
-                    {"type": _event_type(e), "stream": self._stream_of(agg),
-                     "version": e.originator_version}
-                    for agg in (portfolio, *positions) for e in agg.pending_events
-                ]
-                events.append({"type": "SignalDecided",
-                               "stream": stream_name("signal", signal.fingerprint),
-                               "version": 1})
-                body = decision_body(signal, outcome, events, datetime.now(UTC))
-                receipt = SignalRecord(
-                    fingerprint=signal.fingerprint, portfolio=signal.portfolio,
-                    signal_type=signal.type.value, instrument=signal.instrument,
-                    position=signal.position, signal_timestamp=signal.timestamp,
-                    payload=dict(signal.payload or {}), decision=body, received_at=received_at)
-                new_versions = range(portfolio.version - len(portfolio.pending_events) + 1,
-                                     portfolio.version + 1)
-                try:
-                    recordings = self.save(portfolio, *positions, receipt)
-                except IntegrityError:
-                    conflict = True
-                else:
-                    conflict = False
-            if not conflict:
-                self._snapshot_if_due(portfolio.id, new_versions)
-                log_position = max((r.notification.id for r in recordings), default=None)
-                return Decision(body, duplicate=False, log_position=log_position)
-            # Either another delivery of this signal won (next loop returns its decision) or
-            # another decider moved the portfolio on: decide again from the newer state.
+                decision = self._try_redeliver(prior, received_at)
+            else:
+                decision = self._try_decide(signal, params, instrument, contract, received_at)
+            if decision is not None:
+                return decision
+            # Either another delivery of this signal won (the next attempt answers with its
+            # decision) or another decider moved the portfolio on: decide again from there.
             self.conflicts_retried += 1
             time.sleep(random.uniform(0, min(limits.conflict_backoff_ms_max, 2 ** attempt)) / 1e3)
         raise DecisionContended(
             f"{signal.fingerprint}: {limits.decision_attempts_max} attempts lost version "
             f"conflicts; nothing was decided")
+
+    def _try_redeliver(self, prior: SignalRecord, received_at: datetime) -> Decision | None:
+        """Answer with the first decision and count the delivery (None: lost a conflict)."""
+        prior.redeliver(received_at, self.instance_id)
+        try:
+            recordings = self.save(prior)
+        except IntegrityError:  # another delivery of the same signal counted at this moment
+            return None
+        return Decision(prior.decision, duplicate=True,
+                        log_position=recordings[-1].notification.id)
+
+    def _try_decide(self, signal: Signal, params: PortfolioParams, instrument: Instrument,
+                    contract: Contract, received_at: datetime) -> Decision | None:
+        """One attempt at a first decision (None: lost a version conflict, nothing saved)."""
+        with self._lock(signal.portfolio):
+            portfolio = self._load_portfolio(signal.portfolio, params)
+            outcome = portfolio.decide(signal, params, instrument, contract)
+            positions = self._apply(outcome, signal)
+            self._assert_agree(portfolio, positions)
+            events = [
+                {"type": _event_type(e), "stream": self._stream_of(agg),
+                 "version": e.originator_version}
+                for agg in (portfolio, *positions) for e in agg.pending_events
+            ]
+            events.append({"type": "SignalDecided",
+                           "stream": stream_name("signal", signal.fingerprint), "version": 1})
+            body = decision_body(signal, outcome, events, datetime.now(UTC))
+            receipt = SignalRecord(
+                fingerprint=signal.fingerprint, portfolio=signal.portfolio,
+                signal_type=signal.type.value, instrument=signal.instrument,
+                position=signal.position, signal_timestamp=signal.timestamp,
+                payload=dict(signal.payload or {}), decision=body, received_at=received_at,
+                instance_id=self.instance_id)
+            new_versions = range(portfolio.version - len(portfolio.pending_events) + 1,
+                                 portfolio.version + 1)
+            try:
+                recordings = self.save(portfolio, *positions, receipt)
+            except IntegrityError:
+                return None
+        self._snapshot_if_due(portfolio.id, new_versions)
+        return Decision(body, duplicate=False,
+                        log_position=max(r.notification.id for r in recordings))
 
     def _lock(self, portfolio: str) -> threading.Lock:
         # Deciders in one process take turns per portfolio: conflicts are for other processes.

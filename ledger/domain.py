@@ -814,7 +814,7 @@ class SignalRecord(Aggregate):
     @event("SignalDecided")
     def __init__(self, fingerprint: str, portfolio: str, signal_type: str, instrument: str,
                  position: str | None, signal_timestamp: datetime, payload: dict[str, Any],
-                 decision: dict[str, Any], received_at: datetime) -> None:
+                 decision: dict[str, Any], received_at: datetime, instance_id: str) -> None:
         self.fingerprint = fingerprint
         self.portfolio = portfolio
         self.signal_type = signal_type
@@ -824,4 +824,14 @@ class SignalRecord(Aggregate):
         self.payload = payload
         self.decision = decision
         self.received_at = received_at
+        self.instance_id = instance_id
+        self.deliveries = 1
+
+    def redeliver(self, received_at: datetime, instance_id: str) -> None:
+        """Count another delivery of this signal; it is answered with the first decision."""
+        self._redelivered(received_at=received_at, instance_id=instance_id)
+
+    @event("SignalRedelivered")
+    def _redelivered(self, received_at: datetime, instance_id: str) -> None:
+        self.deliveries += 1
 

@@ -359,14 +359,23 @@ def test_rollover_moves_the_position_and_realizes_its_pnl(ledger):
 # --- exactly once, bad input, history ---------------------------------------------------------
 
 
-def test_second_delivery_returns_the_first_decision_and_appends_nothing(ledger):
+def test_second_delivery_returns_the_first_decision_and_only_counts_itself(ledger):
+    from ledger.domain import SignalRecord
+
     alert = Alerts().base(52000, 51900, 100)
     first = ledger.decide(alert)
-    last_id = ledger.recorder.max_notification_id()
+    portfolio_version = ledger.portfolio().version
     again = ledger.decide({**alert, "price": 52100})  # same fingerprint, different body
     assert again.duplicate and not first.duplicate
     assert again.body == first.body
-    assert ledger.recorder.max_notification_id() == last_id
+    assert again.log_position > first.log_position
+    # Nothing decided again: the portfolio and positions are untouched; the receipt counts.
+    assert ledger.portfolio().version == portfolio_version
+    receipt = ledger.repository.get(SignalRecord.create_id(first.body["fingerprint"]))
+    assert receipt.deliveries == 2 and receipt.instance_id == ledger.instance_id
+    new_events = [n.topic.rsplit(".", 1)[-1] for n in
+                  ledger.recorder.select_notifications(first.log_position + 1, 10)]
+    assert new_events == ["SignalRedelivered"]
 
 
 def test_invalid_signal_appends_nothing(ledger):
