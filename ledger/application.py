@@ -37,6 +37,7 @@ from ledger.calendar import Contract, contract_for, next_contract
 from ledger.config import Instrument, LedgerConfig, PortfolioParams
 from ledger.domain import (
     VALUE_TYPES,
+    Holding,
     Outcome,
     Portfolio,
     Position,
@@ -54,6 +55,10 @@ class StoreNotReady(RuntimeError):
 
 class DecisionContended(RuntimeError):
     """Every attempt lost a version conflict; nothing was decided (bounded by configuration)."""
+
+
+class StaleRead(RuntimeError):
+    """A position moved on after its portfolio was read: the decision must be made again."""
 
 
 class UnknownPosition(LookupError):
@@ -232,10 +237,14 @@ class Ledger(Application[UUID]):
     def _try_decide(self, signal: Signal, params: PortfolioParams, instrument: Instrument,
                     contract: Contract, received_at: datetime) -> Decision | None:
         """One attempt at a first decision (None: lost a version conflict, nothing saved)."""
-        with self._lock(signal.portfolio):
+        with self._turn(signal.portfolio):
             portfolio = self._load_portfolio(signal.portfolio, params)
+            read = dict(portfolio.holdings)
             outcome = portfolio.decide(signal, params, instrument, contract)
-            positions = self._apply(outcome, signal)
+            try:
+                positions = self._apply(read, outcome, signal)
+            except StaleRead:
+                return None
             self._assert_agree(portfolio, positions)
             events = [
                 {"type": _event_type(e), "stream": self._stream_of(agg),
@@ -262,9 +271,28 @@ class Ledger(Application[UUID]):
                         log_position=max(r.notification.id for r in recordings))
 
     def _lock(self, portfolio: str) -> threading.Lock:
-        # Deciders in one process take turns per portfolio: conflicts are for other processes.
         with self._locks_guard:
             return self._portfolio_locks.setdefault(portfolio, threading.Lock())
+
+    @contextmanager
+    def _turn(self, portfolio: str) -> Iterator[None]:
+        """Deciders on one portfolio take turns, in this process and (Postgres) across all.
+
+        Only saves work: the portfolio stream's version is what guarantees correctness. Under
+        a burst (every strategy's alert fires at the same bar close) optimistic retries alone
+        starve unlucky deciders; a queue on an advisory lock serves them in turn.
+        """
+        with self._lock(portfolio):
+            if self.store.backend != "postgres":
+                yield
+                return
+            datastore = self.recorder.datastore  # type: ignore[attr-defined]
+            key = f"ledger:{self.store.env['POSTGRES_SCHEMA']}:portfolio:{portfolio}"
+            with datastore.transaction(commit=False) as cursor:  # the lock ends with it
+                cursor.execute(f"SET LOCAL lock_timeout = "
+                               f"'{self.config.limits.store_lock_timeout_s}s'")
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+                yield
 
     def _receipt(self, record_id: UUID) -> SignalRecord | None:
         try:
@@ -278,13 +306,21 @@ class Ledger(Application[UUID]):
         except AggregateNotFoundError:
             return Portfolio(name=name, initial_capital=params.initial_capital)
 
-    def _apply(self, outcome: Outcome, signal: Signal) -> list[Position]:
-        """Write the portfolio's decision into the position streams it touches."""
+    def _apply(self, read: dict[str, Holding], outcome: Outcome, signal: Signal) -> list[Position]:
+        """Write the portfolio's decision into the position streams it touches.
+
+        ``read`` is the holdings as the decision read them. Raises StaleRead if a position has
+        moved on since (another instance decided in between): the save would conflict on the
+        portfolio's version anyway, so decide again from the newer state.
+        """
         touched: dict[str, Position] = {}
 
         def position(position_id: str) -> Position:
             if position_id not in touched:
-                touched[position_id] = self.repository.get(Position.create_id(position_id))
+                loaded = self.repository.get(Position.create_id(position_id))
+                if not self._agrees(loaded, read.get(position_id)):
+                    raise StaleRead(position_id)
+                touched[position_id] = loaded
             return touched[position_id]
 
         if outcome.opened is not None:
@@ -298,17 +334,18 @@ class Ledger(Application[UUID]):
         return list(touched.values())
 
     @staticmethod
-    def _assert_agree(portfolio: Portfolio, positions: list[Position]) -> None:
-        """The position streams and the portfolio's holdings tell the same story."""
+    def _agrees(position: Position, holding: Holding | None) -> bool:
+        """The position stream and the portfolio's holding of it tell the same story."""
+        if not position.is_open:
+            return holding is None
+        return holding is not None and (
+            position.lots, position.entry_price, position.current_stop, position.highest_close
+        ) == (holding.lots, holding.entry_price, holding.current_stop, holding.highest_close)
+
+    def _assert_agree(self, portfolio: Portfolio, positions: list[Position]) -> None:
         for p in positions:
-            holding = portfolio.holdings.get(p.position_id)
-            if not p.is_open:
-                assert holding is None, f"{p.position_id} closed but still held"
-                continue
-            assert holding is not None, f"{p.position_id} open but not held"
-            assert (p.lots, p.entry_price, p.current_stop, p.highest_close) == (
-                holding.lots, holding.entry_price, holding.current_stop, holding.highest_close
-            ), f"{p.position_id} disagrees with the portfolio"
+            assert self._agrees(p, portfolio.holdings.get(p.position_id)), (
+                f"{p.position_id} disagrees with the portfolio")
 
     @staticmethod
     def _stream_of(aggregate: object) -> str:
@@ -350,8 +387,10 @@ class Ledger(Application[UUID]):
             assert instrument is not None and params is not None
             contract = next_contract(instrument, date.fromisoformat(from_expiry), open_price,
                                      self.config)
-            with self._lock(position.portfolio):
+            with self._turn(position.portfolio):
                 portfolio = self._load_portfolio(position.portfolio, params)
+                if not self._agrees(position, portfolio.holdings.get(position_id)):
+                    continue  # read skew: another instance moved on in between
                 roll = position.plan_roll(contract, close_price, open_price, at,
                                           command_id=f"roll:{position_id}:{from_expiry}")
                 portfolio.roll(roll)
