@@ -91,3 +91,15 @@ def test_unreadable_or_malformed_file(tmp_path):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError):
         load_config(write(tmp_path, "this is = = not toml"))
+
+
+def test_the_documented_example_file_loads(tmp_path):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "CONFIGURATION.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", doc, re.S).group(1)
+    config = load_config(write(tmp_path, example))
+    assert config.instruments["CRUDE_MINI"].expiry_day_of_month == 19
+    assert config.portfolios["swing"].initial_capital == D(2500000)
+    assert config.limits.decision_attempts_max == 16
