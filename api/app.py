@@ -76,10 +76,13 @@ class Runtime:
                            outstanding=lambda: decisions.outstanding)
 
     def close(self) -> None:
-        """Let running decisions commit, then release the store's connections."""
+        """Let running decisions commit (bounded), then release the store's connections."""
+        wait_s = self.settings.shutdown_wait_ms / 1000
         for pool in (self._decisions, self._reads_pool):
-            if pool is not None:
-                pool.shutdown()
+            if pool is not None and not pool.shutdown(timeout_s=wait_s):
+                log.warning("%s: calls still running after %d ms; closing the store under "
+                            "them (each is one transaction: none commits half)", pool.name,
+                            self.settings.shutdown_wait_ms)
         if self._ledger is not None:
             self._ledger.close()
 

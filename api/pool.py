@@ -37,7 +37,7 @@ class WorkerPool:
         self.threads = threads
         self.queue_depth_max = queue_depth_max
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
-        self._guard = threading.Lock()
+        self._guard = threading.Condition()
         self._outstanding = 0  # submitted and not yet finished (queued + running)
 
     @property
@@ -66,7 +66,15 @@ class WorkerPool:
     def _finished(self, _future: object) -> None:
         with self._guard:
             self._outstanding -= 1
+            self._guard.notify_all()
 
-    def shutdown(self) -> None:
-        """Withdraw queued calls and wait for running ones (each bounded by store timeouts)."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def shutdown(self, timeout_s: float) -> bool:
+        """Withdraw queued calls and wait up to ``timeout_s`` for running ones to finish.
+
+        False if some are still running: against a dead store a call can retry for many
+        seconds. Closing the store under it then makes it fail fast, and since a decision is
+        one transaction, failing mid-way commits nothing.
+        """
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._guard:
+            return self._guard.wait_for(lambda: self._outstanding == 0, timeout=timeout_s)

@@ -60,12 +60,14 @@ class ServeSettings:
     list_limit_max: int = 500  # rows in one /positions or /signals answer
     list_limit_default: int = 100
     graceful_timeout_ms: int = 10_000  # in-flight requests may finish within this on SIGTERM
+    shutdown_wait_ms: int = 5_000  # then running decisions may still commit within this
     keep_alive_timeout_s: int = 75  # nginx's upstream keep-alive default is 60 s
 
     def __post_init__(self) -> None:
         for name in ("body_bytes_max", "json_depth_max", "request_timeout_ms",
                      "decision_threads", "read_threads", "queue_depth_max", "list_limit_max",
-                     "list_limit_default", "graceful_timeout_ms", "keep_alive_timeout_s"):
+                     "list_limit_default", "graceful_timeout_ms", "shutdown_wait_ms",
+                     "keep_alive_timeout_s"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.list_limit_default > self.list_limit_max:

@@ -59,7 +59,7 @@ class ServeProcess:
         return self.log.read_text(errors="replace")
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, **kwargs)
+        return httpx.Client(base_url=self.url, **{"timeout": 10, **kwargs})
 
     def terminate(self) -> int:
         """SIGTERM, then wait for a graceful exit (bounded)."""
