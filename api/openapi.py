@@ -56,10 +56,9 @@ ALERT = {
 
 DECISION = {
     "type": "object",
-    "description": "The decision, as `ledger signal` prints it. A duplicate delivery gets "
-                   "the first decision back with `duplicate: true`.",
+    "description": "A decision as recorded in the signal's receipt.",
     "required": ["decision", "fingerprint", "portfolio", "signal_type", "instrument",
-                 "reasons", "events", "duplicate", "log_position"],
+                 "reasons", "events"],
     "properties": {
         "decision": {"type": "string", "enum": ["accepted", "rejected"]},
         "fingerprint": {"type": "string"},
@@ -84,9 +83,20 @@ DECISION = {
             "properties": {"type": {"type": "string"}, "stream": {"type": "string"},
                            "version": {"type": "integer"}}}},
         "decided_at": {"type": "string"},
-        "duplicate": {"type": "boolean"},
-        "log_position": {"type": "integer", "nullable": True},
     },
+}
+
+ANSWER = {
+    "description": "The decision, as `ledger signal` prints it. A duplicate delivery gets "
+                   "the first decision back with `duplicate: true`.",
+    "allOf": [
+        {"$ref": "#/components/schemas/Decision"},
+        {"type": "object", "required": ["duplicate", "log_position"], "properties": {
+            "duplicate": {"type": "boolean"},
+            "log_position": {"type": "integer", "nullable": True,
+                             "description": "notification id of the decision's last event"},
+        }},
+    ],
 }
 
 PORTFOLIO = {
@@ -128,7 +138,7 @@ SIGNAL = {
         "fingerprint": {"type": "string"},
         "processing_status": {"type": "string", "enum": ["accepted", "rejected"]},
         "deliveries": {"type": "integer", "minimum": 1},
-        "decision": {"$ref": "#/components/schemas/DecisionBody"},
+        "decision": {"$ref": "#/components/schemas/Decision"},
     },
 }
 
@@ -176,7 +186,7 @@ def _webhook(with_portfolio: bool) -> dict[str, Any]:
             "text/plain": {"schema": {"type": "string"}},
         }},
         "responses": {
-            "200": _json("#/components/schemas/DecisionBody",
+            "200": _json("#/components/schemas/DecisionAnswer",
                          "Decided (accepted or rejected), or a duplicate answered with the "
                          "first decision"),
             "400": _err("Not a JSON object (or nested too deeply)"),
@@ -263,8 +273,8 @@ def document(*, list_limit_max: int, list_limit_default: int,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "LEDGER_API_TOKEN"}},
             "schemas": {
-                "Alert": ALERT, "DecisionBody": DECISION, "Portfolio": PORTFOLIO,
-                "Position": POSITION, "History": HISTORY, "Signal": SIGNAL,
+                "Alert": ALERT, "Decision": DECISION, "DecisionAnswer": ANSWER,
+                "Portfolio": PORTFOLIO, "Position": POSITION, "History": HISTORY, "Signal": SIGNAL,
                 "Problem": PROBLEM, "Error": ERROR,
                 "PositionList": {"type": "object", "required": ["positions"], "properties": {
                     "positions": {"type": "array",
