@@ -21,7 +21,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 OUTCOMES = ("accepted", "rejected", "duplicate", "invalid", "too_large", "unauthorized",
             "forbidden", "unavailable")
 # TradingView's 3 s budget sits at the top; our p99 target (25 ms) in the middle.
-LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0)
+LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+                     3.0)
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
