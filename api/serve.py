@@ -35,8 +35,9 @@ def hypercorn_config(settings: ServeSettings, *, access_log: bool = False) -> Hy
     config.graceful_timeout = settings.graceful_timeout_ms / 1000
     config.keep_alive_timeout = settings.keep_alive_timeout_s
     config.include_server_header = False
-    config.accesslog = "-" if access_log else None
-    config.errorlog = "-"
+    # Hypercorn's loggers go through ours (one format, one stream, no duplicate lines).
+    config.accesslog = logging.getLogger("hypercorn.access") if access_log else None
+    config.errorlog = logging.getLogger("hypercorn.error")
     return config
 
 

@@ -127,7 +127,7 @@ def from_environment(limits: Limits, environ: Mapping[str, str] | None = None, *
         webhook_secret=env.get(ENV_SECRET) or None,
         api_token=env.get(ENV_TOKEN) or None,
         # "tradingview" (or "on") enables TradingView's addresses; a list replaces them.
-        allowlist=(None if not allowlist_text
+        allowlist=(None if allowlist_text.lower() in ("", "off")
                    else parse_networks("tradingview" if allowlist_text.lower() == "on"
                                        else allowlist_text, ENV_ALLOWLIST)),
         trusted_proxies=parse_networks(env.get(ENV_PROXIES, ""), ENV_PROXIES),
