@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -130,6 +130,18 @@ def test_a_body_that_is_not_a_json_object_is_400(api, ledger, body):
     assert log_size(ledger) == before
 
 
+@pytest.mark.parametrize("timestamp", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00+05:30",
+                                       "1969-12-31T23:59:59Z", "3000-01-01T00:00:00Z"])
+def test_timestamps_at_the_edges_of_time_are_422_not_a_crash(api, ledger, timestamp):
+    # Found by hand after the fuzz missed it: the contract calendar overflowed on year 9999.
+    before = log_size(ledger)
+    for alert in (Alerts().base(52000, 51900, 100), Alerts().mark(52000, 100)):
+        r = post(api, with_secret({**alert, "timestamp": timestamp}))
+        assert r.status_code == 422, r.text
+        assert [p["field"] for p in r.json()["problems"]] == ["timestamp"]
+    assert log_size(ledger) == before
+
+
 def test_deeply_nested_extra_field_is_400(api, ledger):
     alert = with_secret(Alerts().base(52000, 51900, 100))
     alert["extra"] = json.loads("[" * 40 + "]" * 40)
@@ -223,6 +235,11 @@ alert_like = st.dictionaries(st.sampled_from(ALERT_FIELDS) | st.text(max_size=8)
                              max_size=12)
 
 
+EDGE_TIMESTAMPS = ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00+05:30", "1970-01-01T00:00:00Z",
+                   "2999-12-31T23:59:59-12:00", "2025-12-30T23:59:59+14:00",
+                   "2026-01-05T00:00:00-00:00"]
+
+
 @st.composite
 def near_valid_alerts(draw):
     """A plausible alert, then up to two fields deleted or replaced with anything."""
@@ -236,7 +253,8 @@ def near_valid_alerts(draw):
         "price": str(price), "stop": str(max(price - atr, 0)), "atr": str(atr),
         "er": str(draw(st.decimals(min_value=0, max_value=1, places=2))),
         "lots": draw(st.integers(0, 10)), "reason": "fuzz",
-        "timestamp": draw(st.datetimes(timezones=st.just(UTC))).isoformat(),
+        "timestamp": draw(st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat)
+                          | st.sampled_from(EDGE_TIMESTAMPS)),
     }
     for _ in range(draw(st.integers(0, 2))):
         key = draw(st.sampled_from(ALERT_FIELDS[:-1]))
