@@ -157,6 +157,12 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from api.serve import run  # the HTTP stack loads only for this command
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ledger", description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=None,
@@ -180,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     portfolio = commands.add_parser("portfolio", help="the books, replayed from the store")
     portfolio.add_argument("--portfolio", default="default")
     portfolio.add_argument("--json", action="store_true")
+
+    serve = commands.add_parser("serve", help="the HTTP service: webhook, books, health")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (any but loopback needs "
+                            "LEDGER_WEBHOOK_SECRET)")
+    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    serve.add_argument("--access-log", action="store_true", help="log each request line")
     return parser
 
 
@@ -188,6 +201,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "signal": cmd_signal,
     "history": cmd_history,
     "portfolio": cmd_portfolio,
+    "serve": cmd_serve,
 }
 
 

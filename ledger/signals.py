@@ -30,6 +30,9 @@ ENTRY_TYPES = (SignalType.BASE_ENTRY, SignalType.PYRAMID)
 BASE_LABEL = "Long_1"
 EXIT_ALL = "ALL"
 SECRET_FIELD = "secret"
+# Signal times outside these years are typos; at the edges of datetime's range the contract
+# calendar (next month's expiry, time zone shifts) would overflow instead of deciding.
+TIMESTAMP_YEARS = (1970, 2999)
 _LABEL = re.compile(r"^long_([1-9][0-9]?)$", re.IGNORECASE)
 
 
@@ -247,5 +250,9 @@ def _timestamp(value: Any, problems: list[Problem]) -> datetime | None:
     if parsed.tzinfo is None:
         problems.append(Problem("timestamp", f"must carry a time zone, e.g. "
                                              f"2025-11-28T10:30:00Z; got {value!r}"))
+        return None
+    if not TIMESTAMP_YEARS[0] <= parsed.year <= TIMESTAMP_YEARS[1]:
+        problems.append(Problem("timestamp", f"must be in the years {TIMESTAMP_YEARS[0]}-"
+                                             f"{TIMESTAMP_YEARS[1]}, got {value!r}"))
         return None
     return parsed.astimezone(UTC)

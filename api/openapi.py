@@ -1,0 +1,287 @@
+"""GET /openapi.json: the HTTP contract, written by hand (OpenAPI 3.0.3).
+
+Kept beside the endpoints it describes; tests fuzz the running service from this document and
+check every answer against it, so a drift between the two fails the suite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.reads import POSITION_KEYS, POSITION_STATUSES, SIGNAL_KEYS
+
+NULLABLE_STRING = {"type": "string", "nullable": True}
+MONEY = {"type": "string", "nullable": True, "description": "rupees, 2 decimals, exact"}
+
+PROBLEM = {
+    "type": "object",
+    "required": ["field", "message"],
+    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+}
+ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "machine-readable code"},
+        "message": {"type": "string"},
+        "problems": {"type": "array", "items": {"$ref": "#/components/schemas/Problem"}},
+    },
+}
+
+ALERT = {
+    "type": "object",
+    "description": "A TradingView alert. Required: type, instrument, position (not for "
+                   "MARKET_DATA), price, timestamp; for BASE_ENTRY/PYRAMID also stop, atr, "
+                   "er; for MARKET_DATA also atr. `lots` is accepted and ignored: the ledger "
+                   "sizes positions itself. Numbers may be JSON numbers or numeric strings.",
+    "required": ["type", "instrument", "price", "timestamp"],
+    "properties": {
+        "secret": {"type": "string", "description": "LEDGER_WEBHOOK_SECRET; never stored"},
+        "type": {"type": "string",
+                 "enum": ["BASE_ENTRY", "PYRAMID", "EXIT", "MARKET_DATA"]},
+        "instrument": {"type": "string", "example": "BANK_NIFTY"},
+        "position": {"type": "string", "example": "Long_1",
+                     "description": "Long_1 base, Long_2..Long_6 pyramids, ALL on an EXIT"},
+        "price": {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+        "stop": {"type": "number", "minimum": 0},
+        "atr": {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+        "er": {"type": "number", "minimum": 0, "maximum": 1},
+        "lots": {"type": "number"},
+        "reason": {"type": "string"},
+        "timestamp": {"type": "string", "format": "date-time",
+                      "example": "2025-11-28T10:30:00Z"},
+    },
+    "additionalProperties": True,
+}
+
+DECISION = {
+    "type": "object",
+    "description": "A decision as recorded in the signal's receipt.",
+    "required": ["decision", "fingerprint", "portfolio", "signal_type", "instrument",
+                 "reasons", "events"],
+    "properties": {
+        "decision": {"type": "string", "enum": ["accepted", "rejected"]},
+        "fingerprint": {"type": "string"},
+        "portfolio": {"type": "string"},
+        "signal_type": {"type": "string"},
+        "instrument": {"type": "string"},
+        "position": NULLABLE_STRING,
+        "signal_timestamp": {"type": "string"},
+        "price": {"type": "string"},
+        "position_id": NULLABLE_STRING,
+        "position_ids": {"type": "array", "items": {"type": "string"}},
+        "lots": {"type": "integer", "nullable": True},
+        "limiter": NULLABLE_STRING,
+        "sizing": {"type": "object", "nullable": True,
+                   "additionalProperties": {"type": "string"}},
+        "equity": MONEY,
+        "reasons": {"type": "array", "items": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}},
+        "events": {"type": "array", "items": {
+            "type": "object", "required": ["type", "stream", "version"],
+            "properties": {"type": {"type": "string"}, "stream": {"type": "string"},
+                           "version": {"type": "integer"}}}},
+        "decided_at": {"type": "string"},
+    },
+}
+
+ANSWER = {
+    "description": "The decision, as `ledger signal` prints it. A duplicate delivery gets "
+                   "the first decision back with `duplicate: true`.",
+    "allOf": [
+        {"$ref": "#/components/schemas/Decision"},
+        {"type": "object", "required": ["duplicate", "log_position"], "properties": {
+            "duplicate": {"type": "boolean"},
+            "log_position": {"type": "integer", "nullable": True,
+                             "description": "notification id of the decision's last event"},
+        }},
+    ],
+}
+
+PORTFOLIO = {
+    "type": "object",
+    "description": "The books, as `ledger portfolio --json` prints them.",
+    "required": ["portfolio", "equity", "closed_equity", "open_positions"],
+    "properties": {
+        "portfolio": {"type": "string"},
+        "version": {"type": "integer"},
+        "equity_mode": {"type": "string", "enum": ["closed", "open", "blended"]},
+        "initial_capital": MONEY, "closed_equity": MONEY, "unrealized_pnl": MONEY,
+        "open_equity": MONEY, "equity": MONEY, "total_risk_amount": MONEY,
+        "total_risk_percent": NULLABLE_STRING, "total_vol_amount": MONEY,
+        "total_vol_percent": NULLABLE_STRING, "margin_used": MONEY, "margin_available": MONEY,
+        "pyramiding_state": {"type": "object", "additionalProperties": {"type": "object"}},
+        "open_positions": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+POSITION = {
+    "type": "object",
+    "description": "A row of portfolio_positions. Money and prices are exact decimal strings.",
+    "required": list(POSITION_KEYS),
+    "properties": {
+        **{key: {"nullable": True} for key in POSITION_KEYS},
+        "position_id": {"type": "string"},
+        "status": {"type": "string", "enum": list(POSITION_STATUSES)},
+        "lots": {"type": "integer"},
+        "version": {"type": "integer"},
+    },
+}
+
+SIGNAL = {
+    "type": "object",
+    "description": "A row of signal_log: one per distinct signal (fingerprint).",
+    "required": list(SIGNAL_KEYS),
+    "properties": {
+        **{key: {"nullable": True} for key in SIGNAL_KEYS},
+        "fingerprint": {"type": "string"},
+        "processing_status": {"type": "string", "enum": ["accepted", "rejected"]},
+        "deliveries": {"type": "integer", "minimum": 1},
+        "decision": {"$ref": "#/components/schemas/Decision"},
+    },
+}
+
+HISTORY = {
+    "type": "object",
+    "required": ["position_id", "events"],
+    "properties": {
+        "position_id": {"type": "string"},
+        "events": {"type": "array", "items": {
+            "type": "object", "required": ["version", "type", "event", "state"],
+            "properties": {"version": {"type": "integer"}, "type": {"type": "string"},
+                           "recorded_at": {"type": "string"}, "event": {"type": "object"},
+                           "state": {"type": "object"}}}},
+    },
+}
+
+
+def _json(schema_ref: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": schema_ref}}}}
+
+
+def _err(description: str) -> dict[str, Any]:
+    return _json("#/components/schemas/Error", description)
+
+
+BEARER = [{"bearer": []}]
+PORTFOLIO_PARAM = {"name": "portfolio", "in": "query", "required": False,
+                   "schema": {"type": "string", "pattern": "^[a-z0-9_-]{1,32}$"}}
+POSITION_ID_PARAM = {"name": "position_id", "in": "path", "required": True,
+                     "schema": {"type": "string"},
+                     "example": "default:BANK_NIFTY:Long_1:1"}
+
+
+def _webhook(with_portfolio: bool) -> dict[str, Any]:
+    parameters = ([{"name": "portfolio", "in": "path", "required": True,
+                    "schema": {"type": "string"}}] if with_portfolio else [])
+    return {"post": {
+        "summary": ("Decide an alert for the named portfolio" if with_portfolio
+                    else "Decide an alert for the default portfolio"),
+        "operationId": "webhookPortfolio" if with_portfolio else "webhook",
+        "parameters": parameters,
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Alert"}},
+            "text/plain": {"schema": {"type": "string"}},
+        }},
+        "responses": {
+            "200": _json("#/components/schemas/DecisionAnswer",
+                         "Decided (accepted or rejected), or a duplicate answered with the "
+                         "first decision"),
+            "400": _err("Not a JSON object (or nested too deeply)"),
+            "401": _err("Secret missing or wrong; nothing recorded"),
+            "403": _err("Source address not on the allowlist"),
+            "408": _err("The body did not arrive in time"),
+            "413": _err("Body larger than body_bytes_max"),
+            "415": _err("Content-Type other than application/json or text/plain"),
+            "422": _err("Invalid alert; `problems` names every invalid field"),
+            "503": _err("Store unreachable or too slow; retry (it is decided once)"),
+        },
+    }}
+
+
+def _read(summary: str, operation_id: str, schema_ref: str, parameters: list[dict[str, Any]],
+          not_found: bool = False) -> dict[str, Any]:
+    responses = {
+        "200": _json(schema_ref, summary),
+        "400": _err("A query parameter is invalid; `problems` names each"),
+        "401": _err("Bearer token missing or wrong (when LEDGER_API_TOKEN is set)"),
+        "503": _err("Store unreachable or too slow"),
+    }
+    if not_found:
+        responses["404"] = _err("Unknown portfolio or position")
+    return {"get": {"summary": summary, "operationId": operation_id, "security": BEARER,
+                    "parameters": parameters, "responses": responses}}
+
+
+def document(*, list_limit_max: int, list_limit_default: int,
+             version: str = "0.1.0") -> dict[str, Any]:
+    """The OpenAPI document of `ledger serve`."""
+    limit_param = {"name": "limit", "in": "query", "required": False,
+                   "schema": {"type": "integer", "minimum": 1, "maximum": list_limit_max,
+                              "default": list_limit_default}}
+    positions_params = [
+        PORTFOLIO_PARAM,
+        {"name": "status", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": list(POSITION_STATUSES)}},
+        {"name": "instrument", "in": "query", "required": False,
+         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,40}$"}},
+        limit_param,
+    ]
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Portfolio Ledger", "version": version,
+                 "description": "TradingView alerts in, decisions and books out. Every "
+                                "alert is decided exactly once, however often delivered."},
+        "paths": {
+            "/webhook": _webhook(False),
+            "/webhook/{portfolio}": _webhook(True),
+            "/portfolio": _read("The books of a portfolio (default: `default`)", "portfolio",
+                                "#/components/schemas/Portfolio", [PORTFOLIO_PARAM],
+                                not_found=True),
+            "/positions": _read("Positions, most recently opened first", "positions",
+                                "#/components/schemas/PositionList", positions_params),
+            "/positions/{position_id}": _read("One position", "position",
+                                              "#/components/schemas/Position",
+                                              [POSITION_ID_PARAM], not_found=True),
+            "/positions/{position_id}/history": _read(
+                "A position's events, replayed from its stream", "positionHistory",
+                "#/components/schemas/History", [POSITION_ID_PARAM], not_found=True),
+            "/signals": _read("Recent decisions, most recent first", "signals",
+                              "#/components/schemas/SignalList",
+                              [PORTFOLIO_PARAM, limit_param]),
+            "/health": {"get": {"summary": "The process is alive", "operationId": "health",
+                                "responses": {"200": {"description": "alive", "content": {
+                                    "application/json": {"schema": {"type": "object"}}}}}}},
+            "/ready": {"get": {"summary": "The store answers and is fully migrated",
+                               "operationId": "ready",
+                               "responses": {
+                                   "200": {"description": "ready", "content": {
+                                       "application/json": {"schema": {"type": "object"}}}},
+                                   "503": _err("Store unreachable or not migrated")}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
+                                 "responses": {"200": {"description": "text exposition format",
+                                                       "content": {"text/plain": {
+                                                           "schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
+                                      "responses": {"200": {"description": "OpenAPI 3.0",
+                                                            "content": {"application/json": {
+                                                                "schema": {"type": "object"}}}}}}},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "LEDGER_API_TOKEN"}},
+            "schemas": {
+                "Alert": ALERT, "Decision": DECISION, "DecisionAnswer": ANSWER,
+                "Portfolio": PORTFOLIO, "Position": POSITION, "History": HISTORY, "Signal": SIGNAL,
+                "Problem": PROBLEM, "Error": ERROR,
+                "PositionList": {"type": "object", "required": ["positions"], "properties": {
+                    "positions": {"type": "array",
+                                  "items": {"$ref": "#/components/schemas/Position"}}}},
+                "SignalList": {"type": "object", "required": ["signals"], "properties": {
+                    "signals": {"type": "array",
+                                "items": {"$ref": "#/components/schemas/Signal"}}}},
+            },
+        },
+    }

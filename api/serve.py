@@ -1,0 +1,92 @@
+"""`ledger serve`: the HTTP service on Hypercorn, stopped gracefully by SIGTERM or SIGINT.
+
+On a signal Hypercorn stops accepting connections and gives in-flight requests up to
+``graceful_timeout_ms`` to finish; then the lifespan lets every decision already running in a
+worker thread commit (or fail) as a whole, and closes the store's connection pools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+from starlette.applications import Starlette
+
+from api.app import create_app
+from api.settings import ENV_TOKEN, ServeSettings, SettingsError, from_environment
+from ledger.application import Ledger, StoreNotReady
+from ledger.config import LedgerConfig, load_config
+from ledger.store import store_settings
+
+log = logging.getLogger("ledger.api")
+
+EXIT_OK, EXIT_INVALID = 0, 2
+
+
+def hypercorn_config(settings: ServeSettings, *, access_log: bool = False) -> HypercornConfig:
+    config = HypercornConfig()
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config.bind = [f"{host}:{settings.port}"]
+    config.graceful_timeout = settings.graceful_timeout_ms / 1000
+    config.keep_alive_timeout = settings.keep_alive_timeout_s
+    config.include_server_header = False
+    # Hypercorn's loggers go through ours (one format, one stream, no duplicate lines).
+    config.accesslog = logging.getLogger("hypercorn.access") if access_log else None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config: LedgerConfig = load_config(args.config)
+    store = store_settings(args.database_url, config.limits)  # a bad URL stops us here
+    try:
+        settings = from_environment(config.limits, host=args.host, port=args.port)
+        settings.check_startable(config.limits, store.backend)
+    except SettingsError as e:
+        print(f"ledger: {e}", file=sys.stderr)
+        return EXIT_INVALID
+
+    def open_ledger() -> Ledger:
+        ledger = Ledger(config, args.database_url)
+        try:
+            ledger.check_ready()
+        except StoreNotReady as e:
+            # Serve anyway: /ready says 503 and alerts get 503 (so TradingView retries) until
+            # the store is back; a restart loop would lose the same alerts.
+            log.warning("store not ready yet: %s", e)
+        return ledger
+
+    log.info("store %s; webhook secret %s; api token %s; source allowlist %s",
+             store.redacted_url, "set" if settings.webhook_secret else "NOT SET",
+             "set" if settings.api_token else f"not set (reads are open; set {ENV_TOKEN})",
+             "off" if settings.allowlist is None else ", ".join(map(str, settings.allowlist)))
+    app = create_app(settings, open_ledger)
+    asyncio.run(serve_until_signalled(app, hypercorn_config(settings,
+                                                            access_log=args.access_log)))
+    log.info("stopped")
+    return EXIT_OK
+
+
+async def serve_until_signalled(app: Starlette, config: HypercornConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _stopping(stop, signum))
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def _stopping(stop: asyncio.Event, signum: int):  # type: ignore[no-untyped-def]
+    def handler() -> None:
+        if not stop.is_set():
+            log.info("%s: no new connections; finishing in-flight requests",
+                     signal.Signals(signum).name)
+        stop.set()
+
+    return handler

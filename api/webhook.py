@@ -1,0 +1,168 @@
+"""POST /webhook[/{portfolio}]: a TradingView alert in, its decision out.
+
+In order, each step refusing before anything is decided:
+403 source address not allowed · 415 not JSON/text · 413 body over ``body_bytes_max`` (the
+declared Content-Length and the bytes actually streamed) · 408 body not received in time ·
+400 not a JSON object · 401 wrong or missing ``secret`` · 422 invalid fields (every one named).
+Then the ledger decides in a worker thread: 200 with the decision for accepted, rejected and
+duplicate deliveries alike; 503 when the store cannot answer within ``request_timeout_ms`` (or
+is down, or the decision kept losing conflicts), so TradingView retries and the retry is
+answered from the store. Only a valid, authenticated alert ever reaches the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.persistence import PersistenceError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from api.auth import source_allowed, webhook_secret_ok
+from api.pool import DeadlineExceeded, Overloaded
+from api.responses import JSONResponse, error
+from ledger.application import DecisionContended, StoreNotReady
+from ledger.signals import InvalidSignal, Problem, parse_json
+
+if TYPE_CHECKING:
+    from api.app import Runtime
+
+log = logging.getLogger("ledger.api")
+
+ACCEPTED_MEDIA_TYPES = ("application/json", "text/plain")
+RETRY_AFTER_S = "1"
+
+
+class BodyTooLarge(ValueError):
+    pass
+
+
+async def read_body(request: Request, body_bytes_max: int) -> bytes:
+    """The request body, refusing more than ``body_bytes_max`` bytes however it is sent."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > body_bytes_max:
+        raise BodyTooLarge(declared)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > body_bytes_max:
+            raise BodyTooLarge(str(size))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deeply ``value`` nests lists and objects, counting no further than ``limit + 1``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+class Webhook:
+    """The endpoint, bound to one running service."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.settings = runtime.settings
+        secret = self.settings.webhook_secret
+        # An alert may carry the secret in a field where it does not belong; never echo it.
+        self._redact = (lambda text: text.replace(secret, "***")) if secret else (lambda t: t)
+
+    def _refuse(self, outcome: str, status: int, code: str, message: str, *,
+                problems: list[Problem] | None = None,
+                headers: Mapping[str, str] | None = None) -> Response:
+        self.rt.metrics.count(outcome)
+        problems = [Problem(p.field, self._redact(p.message)) for p in problems or ()]
+        log.info("webhook %s %d %s%s", outcome, status, code,
+                 "".join(f" {p.field}" for p in problems))
+        return error(status, code, self._redact(message), problems=problems, headers=headers)
+
+    def _unavailable(self, code: str, message: str) -> Response:
+        return self._refuse("unavailable", 503, code, message,
+                            headers={"Retry-After": RETRY_AFTER_S})
+
+    async def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        s = self.settings
+        deadline = started + s.request_timeout_ms / 1000
+        portfolio = request.path_params.get("portfolio", "default")
+
+        if not source_allowed(request, s.allowlist, s.trusted_proxies):
+            return self._refuse("forbidden", 403, "forbidden",
+                                "this source address may not send alerts")
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type and media_type not in ACCEPTED_MEDIA_TYPES:
+            return self._refuse("invalid", 415, "unsupported_media_type",
+                                "send the alert as application/json or text/plain")
+        try:
+            body = await _within(read_body(request, s.body_bytes_max), deadline)
+        except BodyTooLarge:
+            return self._refuse("too_large", 413, "body_too_large",
+                                f"an alert is at most {s.body_bytes_max} bytes")
+        except TimeoutError:
+            return self._refuse("invalid", 408, "request_timeout",
+                                "the body did not arrive in time")
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening for an answer
+
+        try:
+            data = parse_json(body)
+        except InvalidSignal as e:
+            return self._refuse("invalid", 400, "malformed_body", "the body is not JSON",
+                                problems=e.problems)
+        if not isinstance(data, dict):
+            return self._refuse("invalid", 400, "malformed_body", "the body is not JSON",
+                                problems=[Problem("body", "must be a JSON object")])
+        if nesting_depth(data, s.json_depth_max) > s.json_depth_max:
+            return self._refuse("invalid", 400, "malformed_body", "the body nests too deeply",
+                                problems=[Problem("body", f"nests deeper than "
+                                                          f"{s.json_depth_max} levels")])
+        if not webhook_secret_ok(data, s.webhook_secret):
+            return self._refuse("unauthorized", 401, "unauthorized",
+                                "the alert's secret is missing or wrong")
+
+        decide = partial(self.rt.ledger.decide, data, portfolio)
+        try:
+            remaining_s = max(0.0, deadline - time.perf_counter())
+            decision = await self.rt.decisions.run(decide, timeout_s=remaining_s)
+        except InvalidSignal as e:
+            return self._refuse("invalid", 422, "invalid_signal",
+                                "the alert cannot be decided; nothing was recorded",
+                                problems=e.problems)
+        except (PersistenceError, StoreNotReady) as e:
+            log.warning("webhook: store unavailable: %s", type(e).__name__)
+            return self._unavailable("store_unavailable", "the event store did not answer; "
+                                     "retry and the alert is decided once")
+        except DeadlineExceeded as e:
+            log.warning("webhook: deadline exceeded (%s)", "running" if e.started else "queued")
+            return self._unavailable("timeout", f"no decision within {s.request_timeout_ms} ms; "
+                                     "retry and the alert is decided once")
+        except Overloaded:
+            return self._unavailable("overloaded", "too many alerts waiting; retry")
+        except DecisionContended:
+            return self._unavailable("contended", "the portfolio kept changing under this "
+                                     "decision; retry")
+
+        elapsed = time.perf_counter() - started
+        self.rt.metrics.decision_seconds.observe(elapsed)
+        outcome = "duplicate" if decision.duplicate else str(decision.body["decision"])
+        self.rt.metrics.count(outcome)
+        log.info("webhook %s %s %s %.1fms", outcome, decision.body["portfolio"],
+                 decision.body["fingerprint"][:12], elapsed * 1000)
+        return JSONResponse(decision.as_dict())
+
+
+async def _within(awaitable: Any, deadline: float) -> Any:
+    return await asyncio.wait_for(awaitable, max(0.0, deadline - time.perf_counter()))
