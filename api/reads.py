@@ -26,9 +26,9 @@ from typing import Any, Protocol
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
-from ledger import wire
 from ledger.application import Ledger, UnknownPortfolio, UnknownPosition
 from ledger.domain import Portfolio, Position, SignalRecord
+from projections import rows
 
 POSITION_STATUSES = ("open", "partial", "closed")
 
@@ -167,105 +167,14 @@ class EventStoreReads:
             top = start - 1
 
     def _row(self, p: Position, books: _Books) -> dict[str, Any]:
-        book = books.get(p.portfolio)
-        holding = book.holdings.get(p.position_id) if p.is_open else None
-        mark = book.marks.get(p.instrument) if p.is_open else None
-        equity = books.equity(p.portfolio)
-
-        def pct(amount: Decimal) -> str | None:
-            return wire.ratio(amount * 100 / equity) if equity > 0 else None
-
-        zero = Decimal(0)
-        return {
-            "position_id": p.position_id,
-            "portfolio": p.portfolio,
-            "instrument": p.instrument,
-            "label": p.label,
-            "status": p.status,
-            "is_base_position": p.is_base_position,
-            "base_position_id": p.base_position_id,
-            "entry_fingerprint": p.fingerprint,
-            "entry_timestamp": wire.iso(p.entry_timestamp),
-            "entry_price": wire.number(p.entry_price),
-            "lots": p.lots,
-            "lot_size": p.lot_size,
-            "quantity": p.quantity,
-            "point_value": wire.number(p.point_value),
-            "margin_per_lot": wire.number(p.margin_per_lot),
-            "initial_stop": wire.number(p.initial_stop),
-            "current_stop": wire.number(p.current_stop),
-            "highest_close": wire.number(p.highest_close),
-            "signal_stop": wire.number(p.signal_stop),
-            "mark": wire.number(mark.price) if mark else None,
-            "unrealized_pnl": wire.money(holding.pnl_at(mark.price) if holding and mark
-                                         else zero),
-            "realized_pnl": wire.money(p.realized_pnl),
-            "risk_amount": wire.money(holding.risk if holding else zero),
-            "margin": wire.money(holding.margin if holding else zero),
-            "risk_contribution": pct(holding.risk) if holding else wire.ratio(zero),
-            "vol_contribution": pct(holding.volatility) if holding else wire.ratio(zero),
-            "entry_risk_contribution": wire.ratio(p.risk_contribution),
-            "entry_vol_contribution": wire.ratio(p.vol_contribution),
-            "equity_at_entry": wire.money(p.equity_at_entry),
-            "rollover_status": p.rollover_status,
-            "original_expiry": p.original_expiry,
-            "original_strike": p.original_strike,
-            "original_entry_price": wire.number(p.original_entry_price),
-            "rollover_timestamp": wire.iso(p.rollover_timestamp),
-            "rollover_pnl": wire.money(p.rollover_pnl),
-            "rollover_count": p.rollover_count,
-            "strike": p.strike,
-            "expiry": p.expiry,
-            "pe_symbol": p.pe_symbol,
-            "ce_symbol": p.ce_symbol,
-            # Broker legs: filled in once orders are placed (a later issue); paper has none.
-            "pe_order_id": None,
-            "ce_order_id": None,
-            "pe_entry_price": None,
-            "ce_entry_price": None,
-            "contract_month": p.contract_month,
-            "futures_symbol": p.futures_symbol,
-            "futures_order_id": None,
-            "atr": wire.number(p.atr),
-            "er": wire.number(p.er),
-            "limiter": p.limiter,
-            "sizing": {k: wire.ratio(v) for k, v in p.sizing.items()},
-            "exit_timestamp": wire.iso(p.exit_timestamp),
-            "exit_price": wire.number(p.exit_price),
-            "exit_reason": p.exit_reason,
-            "version": p.version,
-            "created_at": wire.iso(p.created_on),
-            "updated_at": wire.iso(p.modified_on),
-        }
+        return rows.position_row(p, books.get(p.portfolio), books.equity(p.portfolio))
 
     def _signal_row(self, log_id: int, decided: Any) -> dict[str, Any]:
+        row = rows.signal_row(log_id, decided)
         last = next(iter(self.ledger.events.get(decided.originator_id, desc=True, limit=1)))
-        decision = decided.decision
-        return {
-            "id": log_id,
-            "fingerprint": decided.fingerprint,
-            "portfolio": decided.portfolio,
-            "instrument": decided.instrument,
-            "signal_type": decided.signal_type,
-            "position": decided.position,
-            "signal_timestamp": wire.iso(decided.signal_timestamp),
-            "price": decision.get("price"),
-            "processing_status": decision.get("decision"),
-            "reasons": decision.get("reasons", []),
-            "position_ids": decision.get("position_ids", []),
-            "lots": decision.get("lots"),
-            "limiter": decision.get("limiter"),
-            "deliveries": last.originator_version,
-            "is_duplicate": last.originator_version > 1,
-            "received_at": wire.iso(decided.received_at),
-            "processed_at": decision.get("decided_at"),
-            "processed_by_instance": decided.instance_id,
-            "last_delivery_at": wire.iso(last.received_at),
-            "last_delivery_instance": last.instance_id,
-            "payload": decided.payload,
-            "decision": decision,
-            "version": last.originator_version,
-        }
+        if last.originator_version > 1:
+            row.update(rows.redelivery_patch(last))
+        return row
 
 
 class _Books:

@@ -101,6 +101,13 @@ class Limits:
     store_connect_timeout_s: int = 2  # wait for a pooled connection
     store_pool_size: int = 8  # Postgres connections kept per process
     store_pool_overflow: int = 8  # extra connections under load
+    projection_batch_events: int = 1000  # events a live projection applies per transaction
+    projection_rebuild_batch_events: int = 20000  # events per transaction while rebuilding
+    projection_poll_ms: int = 50  # how often an idle projection runner looks for new events
+    projection_standby_poll_ms: int = 1000  # how often a standby runner tries to take over
+    projection_lag_events_max: int = 10000  # /ready answers 503 beyond this many events behind
+    projection_lag_s_max: int = 30  # ... or when the oldest unprojected event is this old
+    projection_wait_ms_max: int = 5000  # longest a read may wait for its log position
 
 
 @dataclass(frozen=True)

@@ -835,3 +835,36 @@ class SignalRecord(Aggregate):
     def _redelivered(self, received_at: datetime, instance_id: str) -> None:
         self.deliveries += 1
 
+
+
+# --- Instance: a service process, for instance_metadata -----------------------------------
+
+
+class Instance(Aggregate):
+    """``instance:<host:pid>``: a `ledger serve` process started, and stopped cleanly.
+
+    A process that never records InstanceStopped stopped uncleanly (or still runs); its
+    heartbeats live in Redis, not in the log.
+    """
+
+    @staticmethod
+    def create_id(instance_id: str) -> UUID:
+        return stream_id("instance", instance_id)
+
+    @event("InstanceStarted")
+    def __init__(self, instance_id: str, hostname: str, port: int | None, software_version: str,
+                 started_at: datetime) -> None:
+        self.instance_id = instance_id
+        self.hostname = hostname
+        self.port = port
+        self.software_version = software_version
+        self.started_at = started_at
+        self.stopped_at: datetime | None = None
+
+    def stop(self, at: datetime) -> None:
+        if self.stopped_at is None:
+            self._stopped(at=at)
+
+    @event("InstanceStopped")
+    def _stopped(self, at: datetime) -> None:
+        self.stopped_at = at

@@ -1,0 +1,100 @@
+"""``ReadModel`` over the projection tables: what `ledger serve` reads answer from.
+
+Rows come back exactly as the projector computed them (``projections.tables.decode``), so
+they equal what ``api.reads.EventStoreReads`` answers from the log at the same position.
+A position's history is an audit question: it is replayed from the position's stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ledger.application import Ledger, UnknownPortfolio, UnknownPosition
+from projections.store import TableStore
+from projections.tables import PORTFOLIO_STATE, POSITIONS, PYRAMIDING, SIGNALS
+
+# portfolio_summary's open_positions entries, from portfolio_positions columns.
+_OPEN_POSITION = (
+    ("position_id", "position_id"), ("instrument", "instrument"), ("position", "label"),
+    ("is_base_position", "is_base_position"), ("lots", "lots"), ("entry_price", "entry_price"),
+    ("entry_timestamp", "entry_timestamp"), ("initial_stop", "initial_stop"),
+    ("current_stop", "current_stop"), ("highest_close", "highest_close"), ("mark", "mark"),
+    ("unrealized_pnl", "unrealized_pnl"), ("risk_amount", "risk_amount"),
+    ("risk_contribution", "risk_contribution"), ("vol_contribution", "vol_contribution"),
+    ("margin", "margin"),
+)
+_SUMMARY_SCALARS = (
+    "version", "equity_mode", "initial_capital", "closed_equity", "unrealized_pnl",
+    "open_equity", "equity", "total_risk_amount", "total_risk_percent", "total_vol_amount",
+    "total_vol_percent", "margin_used", "margin_available",
+)
+OPEN = ("open", "partial")
+
+
+class ProjectionReads:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.tables = TableStore(ledger)
+
+    def portfolio(self, name: str) -> dict[str, Any]:
+        with self.ledger.transaction() as cursor:
+            state = self.tables.read(cursor, PORTFOLIO_STATE, "WHERE portfolio = %s", (name,))
+            if not state:
+                if self.ledger.config.portfolio(name) is None:
+                    raise UnknownPortfolio(name)
+                return self.ledger.portfolio_summary(name)  # never used: nothing to replay
+            pyramiding = self.tables.read(cursor, PYRAMIDING,
+                                          "WHERE portfolio = %s ORDER BY instrument", (name,))
+            held = self.tables.read(
+                cursor, POSITIONS, "WHERE portfolio = %s AND status IN (%s, %s) "
+                "ORDER BY instrument, entry_timestamp, position_id", (name, *OPEN))
+        row = state[0]
+        return {
+            "portfolio": name,
+            **{k: row[k] for k in _SUMMARY_SCALARS},
+            "pyramiding_state": {
+                p["instrument"]: {"base_position_id": p["base_position_id"],
+                                  "last_pyramid_price": p["last_pyramid_price"],
+                                  "pyramids": p["pyramids"]}
+                for p in pyramiding
+            },
+            "open_positions": [{key: h[column] for key, column in _OPEN_POSITION}
+                               for h in held],
+        }
+
+    def positions(self, *, portfolio: str | None, status: str | None,
+                  instrument: str | None, limit: int) -> list[dict[str, Any]]:
+        where, params = [], []
+        for column, value in (("portfolio", portfolio), ("status", status),
+                              ("instrument", instrument.upper() if instrument else None)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        with self.ledger.transaction() as cursor:
+            return self.tables.read(
+                cursor, POSITIONS, f"{clause}ORDER BY created_at DESC, position_id DESC "
+                f"LIMIT {int(limit)}", tuple(params))
+
+    def position(self, position_id: str) -> dict[str, Any]:
+        with self.ledger.transaction() as cursor:
+            found = self.tables.read(cursor, POSITIONS, "WHERE position_id = %s",
+                                     (position_id,))
+        if not found:
+            raise UnknownPosition(position_id)
+        return found[0]
+
+    def position_history(self, position_id: str) -> list[dict[str, Any]]:
+        return self.ledger.position_history(position_id)
+
+    def signals(self, *, portfolio: str | None, limit: int) -> list[dict[str, Any]]:
+        clause, params = ("WHERE portfolio = %s ", (portfolio,)) if portfolio else ("", ())
+        with self.ledger.transaction() as cursor:
+            return self.tables.read(cursor, SIGNALS, f"{clause}ORDER BY id DESC "
+                                    f"LIMIT {int(limit)}", params)
+
+    def signal(self, fingerprint: str) -> dict[str, Any] | None:
+        """The signal_log row of one signal (None until projected)."""
+        with self.ledger.transaction() as cursor:
+            found = self.tables.read(cursor, SIGNALS, "WHERE fingerprint = %s", (fingerprint,))
+        return found[0] if found else None

@@ -1,0 +1,274 @@
+"""The projection runner: keeps every table current from the notification log.
+
+One runner is active per store (``Leadership``: a Postgres advisory lock held on its own
+connection, or a lock file beside the SQLite database); the others stand by and take over
+when its connection or process dies. Correctness does not rest on the election: each batch
+commits its rows and the tracking position together, and only if the position is still the
+one the batch started from (compare-and-set under the tracking row's lock). A runner that
+finds the position moved resumes from the stored rows.
+
+Batches end between two transactions of the log (``ends_transaction``), so readers never see
+half a decision: a mark that trailed two stops shows both or neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+
+from ledger.application import Ledger
+from projections.projector import Projector, ends_transaction
+from projections.store import TableStore
+from projections.tables import INSTANCES, PORTFOLIO_STATE, POSITIONS, STATISTICS
+
+log = logging.getLogger("ledger.projections")
+
+BOUNDARY_LOOKAHEAD_EVENTS_MAX = 256  # events read past a batch's size to end it cleanly
+WAIT_POLL_MS = 10  # how often a read waiting for its log position looks again
+
+
+class Leadership:
+    """Who runs the projections: one process per store at a time."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._conn: psycopg.Connection[Any] | None = None
+        self._file: IO[bytes] | None = None
+        self._memory = False
+
+    @property
+    def held(self) -> bool:
+        if self._memory or self._file is not None:
+            return True
+        if self._conn is None:
+            return False
+        if self._conn.closed or self._conn.broken:
+            self.release()
+            return False
+        return True
+
+    def try_acquire(self) -> bool:
+        if self.held:
+            return True
+        store = self.ledger.store
+        env = store.env
+        if store.backend == "sqlite":
+            path = env["SQLITE_DBNAME"]
+            if path == ":memory:" or path.startswith("file:"):
+                self._memory = True
+                return True
+            handle = Path(f"{path}.projections.lock").open("ab")  # noqa: SIM115 (held open)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                return False
+            self._file = handle
+            return True
+        try:
+            conn = psycopg.connect(
+                host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                dbname=env["POSTGRES_DBNAME"], user=env["POSTGRES_USER"],
+                password=env["POSTGRES_PASSWORD"] or None, autocommit=True,
+                connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
+                application_name="ledger-projections")
+        except psycopg.OperationalError:
+            return False
+        key = f"ledger:{env['POSTGRES_SCHEMA']}:projections"
+        row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+                           (key,)).fetchone()
+        if row is None or not row[0]:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def check(self) -> bool:
+        """Still the leader? (Postgres: the lock's connection still answers.)"""
+        if self._conn is not None:
+            try:
+                self._conn.execute("SELECT 1")
+            except psycopg.Error:
+                self.release()
+                return False
+        return self.held
+
+    def release(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+                self._file.close()
+            self._file = None
+        self._memory = False
+
+
+@dataclass(frozen=True)
+class Lag:
+    head: int  # the log's last notification id
+    position: int  # the tables' tracked position
+    seconds: float  # age of the oldest event not yet applied (0 when caught up)
+
+    @property
+    def events(self) -> int:
+        return max(0, self.head - self.position)
+
+
+def tracked_position(ledger: Ledger) -> int:
+    with ledger.transaction() as cursor:
+        return TableStore(ledger).tracked(cursor)
+
+
+def lag(ledger: Ledger) -> Lag:
+    position = tracked_position(ledger)
+    head = ledger.recorder.max_notification_id() or 0
+    seconds = 0.0
+    if head > position:
+        pending = ledger.recorder.select_notifications(position, 1, inclusive_of_start=False)
+        if pending:
+            recorded = ledger.mapper.to_domain_event(pending[0]).timestamp
+            seconds = max(0.0, (datetime.now(UTC) - recorded).total_seconds())
+    return Lag(head, position, seconds)
+
+
+def wait_for(ledger: Ledger, position: int, timeout_s: float) -> bool:
+    """Wait (bounded) until the tables have applied the log up to ``position``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if tracked_position(ledger) >= position:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(WAIT_POLL_MS / 1000)
+
+
+class ProjectionRunner:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.limits = ledger.config.limits
+        self.tables = TableStore(ledger)
+        self.leadership = Leadership(ledger)
+        self.projector: Projector | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.applied = 0  # events this runner has applied (metrics)
+        self.resumes = 0
+
+    # -- one batch -------------------------------------------------------------------------
+
+    def _resume(self, position: int) -> Projector:
+        with self.ledger.transaction() as cursor:
+            stored = {
+                PORTFOLIO_STATE.name: self.tables.read(cursor, PORTFOLIO_STATE),
+                POSITIONS.name: self.tables.read(cursor, POSITIONS,
+                                                 "WHERE status <> %s", ("closed",)),
+                INSTANCES.name: self.tables.read(cursor, INSTANCES),
+                STATISTICS.name: self.tables.read(cursor, STATISTICS),
+            }
+            if self.tables.tracked(cursor) != position:
+                raise _Moved
+        projector = Projector(self.ledger, position)
+        projector.resume(stored)
+        self.resumes += 1
+        return projector
+
+    def _batch(self, after: int, size: int) -> list[Any]:
+        recorder = self.ledger.recorder
+        batch = list(recorder.select_notifications(after, size, inclusive_of_start=False))
+        extra = 0
+        while batch and not ends_transaction(batch[-1]) and extra < BOUNDARY_LOOKAHEAD_EVENTS_MAX:
+            more = recorder.select_notifications(batch[-1].id, 16, inclusive_of_start=False)
+            if not more:
+                break
+            for n in more:
+                batch.append(n)
+                extra += 1
+                if ends_transaction(n):
+                    break
+        return batch
+
+    def step(self) -> int:
+        """Apply the next batch of the log; the number of events applied (0: caught up)."""
+        try:
+            with self.ledger.transaction() as cursor:
+                tracked = self.tables.tracked(cursor)
+            if self.projector is None or self.projector.position != tracked:
+                self.projector = self._resume(tracked)
+            batch = self._batch(tracked, self.limits.projection_batch_events)
+            if not batch:
+                return 0
+            self.projector.apply_all(batch)
+            changes = self.projector.flush()
+            with self.ledger.transaction() as cursor:
+                if self.tables.lock_tracked(cursor) != tracked:
+                    raise _Moved  # another runner applied these meanwhile: resume
+                self.tables.write(cursor, changes)
+                self.tables.set_tracked(cursor, changes.position)
+        except _Moved:
+            self.projector = None
+            return 0
+        except BaseException:
+            self.projector = None  # its states are ahead of the tables now
+            raise
+        self.applied += len(batch)
+        return len(batch)
+
+    def catch_up(self) -> int:
+        """Apply everything appended so far; the number of events applied."""
+        total = 0
+        while n := self.step():
+            total += n
+        return total
+
+    # -- in the background -----------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for new events now (after this process appended some)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="projections", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        self.leadership.release()
+
+    def run(self) -> None:
+        poll_s = self.limits.projection_poll_ms / 1000
+        standby_s = self.limits.projection_standby_poll_ms / 1000
+        while not self._stop.is_set():
+            if not self.leadership.check() and not self.leadership.try_acquire():
+                self._stop.wait(standby_s)
+                continue
+            try:
+                applied = self.step()
+            except Exception:
+                log.warning("projection batch failed; retrying", exc_info=True)
+                self._stop.wait(standby_s)
+                continue
+            if not applied:
+                self._wake.wait(poll_s)
+                self._wake.clear()
+
+
+class _Moved(Exception):
+    """The tracked position moved under us."""
