@@ -178,15 +178,19 @@ class Ledger(Application[UUID]):
                                 f"(is it running, and has `ledger migrate` been run?)") from e
 
     @contextmanager
-    def transaction(self) -> Iterator[Any]:
+    def transaction(self, *, snapshot: bool = False) -> Iterator[Any]:
         """A DB-API cursor in one committed transaction on the event store's database.
 
         On Postgres the search path is the configured schema, so unqualified table names
-        resolve beside the event tables. Placeholders follow the driver (%s or ?).
+        resolve beside the event tables; ``snapshot`` makes every statement read the same
+        snapshot (REPEATABLE READ; SQLite's transactions always do). Placeholders follow the
+        driver (%s or ?).
         """
         datastore = self.recorder.datastore  # type: ignore[attr-defined]
         with datastore.transaction(commit=True) as cursor:
             if self.store.backend == "postgres":
+                if snapshot:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor.execute(f"SET LOCAL search_path TO {self.store.env['POSTGRES_SCHEMA']}")
             yield cursor
 

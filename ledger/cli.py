@@ -1,7 +1,8 @@
 """The ``ledger`` command.
 
-Exit codes: 0 done (an accepted or a rejected decision both count), 2 invalid input (nothing
-appended), 3 store not ready (unreachable or not migrated), 4 not found, 5 contended.
+Exit codes: 0 done (an accepted or a rejected decision both count), 1 `verify` found the
+tables differ from the log, 2 invalid input (nothing appended), 3 store not ready (unreachable
+or not migrated), 4 not found, 5 contended.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ledger.signals import InvalidSignal, Problem
 from ledger.store import StoreUrlError
 
 EXIT_OK, EXIT_INVALID, EXIT_STORE, EXIT_NOT_FOUND, EXIT_CONTENDED = 0, 2, 3, 4, 5
+EXIT_DIFFERS = 1  # `ledger verify`: the tables differ from the log
 
 
 def _out(obj: Any, *, pretty: bool = False) -> None:
@@ -39,12 +41,19 @@ def _invalid(problems: list[Problem], line: int | None = None) -> dict[str, Any]
     return body
 
 
-def _open_ledger(args: argparse.Namespace, *, ready: bool = True) -> Any:
-    from ledger.application import Ledger
+def _open_ledger(args: argparse.Namespace, *, ready: bool = True,
+                 migrated: bool = False) -> Any:
+    from ledger.application import Ledger, StoreNotReady
 
     ledger = Ledger(load_config(args.config), args.database_url)
     if ready:
         ledger.check_ready()
+    if migrated:
+        import migrations
+
+        if steps := migrations.missing(ledger):
+            raise StoreNotReady(f"{ledger.store.redacted_url} lacks {', '.join(steps)}: "
+                                f"run `ledger migrate`")
     return ledger
 
 
@@ -157,6 +166,58 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_project(args: argparse.Namespace) -> int:
+    import signal
+
+    from projections.runner import ProjectionRunner
+
+    ledger = _open_ledger(args, migrated=True)
+    runner = ProjectionRunner(ledger)
+    if args.once:
+        applied = runner.catch_up()
+        _out({"applied": applied, "position": runner.projector.position if runner.projector
+              else 0})
+        return EXIT_OK
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop_soon())
+    _err(f"projecting {ledger.store.redacted_url} (standing by while another runner leads)")
+    try:
+        runner.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runner.leadership.release()
+    return EXIT_OK
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from projections.rebuild import UnknownProjection, rebuild
+
+    ledger = _open_ledger(args, migrated=True)
+
+    def progress(position: int, target: int) -> None:
+        _err(f"replayed {position} of {target}")
+
+    try:
+        report = rebuild(ledger, args.names or None, progress=progress)
+    except UnknownProjection as e:
+        _err(str(e))
+        return EXIT_INVALID
+    _err(f"rebuilt {', '.join(report.tables)}: {report.events} events in "
+         f"{report.seconds:.2f} s ({report.events_per_s:,.0f} events/s), at log position "
+         f"{report.position}")
+    _out(report.as_dict())
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from projections.verify import render, verify
+
+    ledger = _open_ledger(args, migrated=True)
+    position, diffs = verify(ledger)
+    print(render(position, diffs))
+    return EXIT_DIFFERS if diffs else EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from api.serve import run  # the HTTP stack loads only for this command
 
@@ -187,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
     portfolio.add_argument("--portfolio", default="default")
     portfolio.add_argument("--json", action="store_true")
 
+    project = commands.add_parser(
+        "project", help="keep the projection tables current (one runner leads per store)")
+    project.add_argument("--once", action="store_true",
+                         help="apply what the log has now, then exit")
+
+    rebuild = commands.add_parser(
+        "rebuild-projections", help="rebuild tables from the whole log and swap them in")
+    rebuild.add_argument("names", nargs="*", metavar="NAME",
+                         help="tables to rebuild (default: all)")
+
+    commands.add_parser("verify", help="replay the log and compare every projection table")
+
     serve = commands.add_parser("serve", help="the HTTP service: webhook, books, health")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (any but loopback needs "
@@ -201,6 +274,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "signal": cmd_signal,
     "history": cmd_history,
     "portfolio": cmd_portfolio,
+    "project": cmd_project,
+    "rebuild-projections": cmd_rebuild,
+    "verify": cmd_verify,
     "serve": cmd_serve,
 }
 

@@ -62,6 +62,13 @@ def applied(ledger: Any) -> set[int]:
         return set()
 
 
+def missing(ledger: Any) -> list[str]:
+    """The steps not yet applied to the store (empty when it is up to date)."""
+    done = applied(ledger)
+    steps = [Migration(*EVENT_STORE, sql=""), *available(ledger.store.backend)]
+    return [f"{m.version:03d}_{m.name}" for m in steps if m.version not in done]
+
+
 def migrate(ledger: Any) -> list[str]:
     """Bring the store up to date; return the names of the steps applied now."""
     backend = ledger.store.backend

@@ -244,6 +244,11 @@ class ProjectionRunner:
         self._thread = threading.Thread(target=self.run, name="projections", daemon=True)
         self._thread.start()
 
+    def stop_soon(self) -> None:
+        """Ask ``run`` to return after the batch in hand (safe from a signal handler)."""
+        self._stop.set()
+        self._wake.set()
+
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()

@@ -8,13 +8,20 @@ the contract every read model keeps; ``ProjectionReads`` must also answer exactl
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 
 import pytest
 
 from api.reads import EventStoreReads
+from ledger import wire
 from ledger.application import Ledger
+from projections import rows
 from projections.reads import ProjectionReads
+from projections.rebuild import UnknownProjection, rebuild
 from projections.runner import ProjectionRunner, lag, tracked_position, wait_for
+from projections.store import TableStore
+from projections.tables import TABLES
+from projections.verify import verify
 from tests.alerts import Alerts
 from tests.conftest import make_config
 from tests.test_api_reads import check_read_model, scenario
@@ -93,3 +100,89 @@ def test_lag_and_waiting_for_a_log_position(books):
     ProjectionRunner(books).catch_up()
     assert lag(books).events == 0 and lag(books).seconds == 0
     assert wait_for(books, behind.head, timeout_s=0.05)
+
+
+# --- verify and rebuild --------------------------------------------------------------------
+
+
+def execute(ledger: Ledger, sql: str, params: tuple = ()) -> None:
+    with ledger.transaction() as cursor:
+        cursor.execute(sql.replace("%s", "?") if ledger.store.backend == "sqlite" else sql,
+                       params)
+
+
+def test_verify_passes_on_projected_tables_and_names_each_difference(books):
+    ProjectionRunner(books).catch_up()
+    position, diffs = verify(books)
+    assert (position, diffs) == (lag(books).head, [])
+    execute(books, "UPDATE portfolio_positions SET current_stop = %s WHERE position_id = %s",
+            ("1", "default:BANK_NIFTY:Long_1:1"))
+    execute(books, "DELETE FROM signal_log WHERE signal_type = %s", ("PYRAMID",))
+    execute(books, "UPDATE trading_statistics SET trades = 7")
+    _, diffs = verify(books)
+    assert any(d.startswith("portfolio_positions[default:BANK_NIFTY:Long_1:1].current_stop: "
+                            "stored '1'") for d in diffs), diffs
+    assert sum("signal_log[" in d and "missing" in d for d in diffs) == 1, diffs
+    assert any(d.startswith("trading_statistics[default].trades: stored 7") for d in diffs)
+
+
+def test_rebuild_of_every_table_replays_the_whole_log_and_moves_tracking(books):
+    ProjectionRunner(books).catch_up()
+    execute(books, "UPDATE portfolio_positions SET current_stop = %s", ("1",))
+    execute(books, "DELETE FROM signal_log")
+    report = rebuild(books)
+    assert report.events == report.position == lag(books).head
+    assert set(report.tables) == set(TABLES)
+    assert verify(books)[1] == []
+    same_answers(books)
+    # Tables rebuilt from nothing: a never-projected store gets every table at once.
+    execute(books, "DELETE FROM projection_tracking")
+    for name in TABLES:
+        execute(books, f"DELETE FROM {name}")
+    rebuild(books)
+    assert tracked_position(books) == lag(books).head and verify(books)[1] == []
+    # Rebuilt twice: the copies' index names never collide with the live ones.
+    rebuild(books)
+    check_read_model(ProjectionReads(books))
+
+
+def test_rebuild_of_some_tables_meets_the_others_where_the_runner_left_them(books):
+    runner = ProjectionRunner(books)
+    runner.catch_up()
+    at = tracked_position(books)
+    a = Alerts(start="2025-11-28T09:00:00Z")
+    books.decide(a.mark(53000, 100), "default")  # not yet projected
+    execute(books, "DELETE FROM signal_log")
+    report = rebuild(books, ["signal_log"])
+    assert report.tables == ("signal_log",) and report.position == at
+    assert tracked_position(books) == at  # the runner still owns the position
+    runner.catch_up()
+    assert verify(books)[1] == []
+    with pytest.raises(UnknownProjection, match="no projection 'nope'"):
+        rebuild(books, ["nope"])
+
+
+def test_a_new_column_is_filled_for_old_events_by_a_rebuild(books, monkeypatch):
+    ProjectionRunner(books).catch_up()
+    kind = "NUMERIC" if books.store.backend == "postgres" else "TEXT"
+    execute(books, f"ALTER TABLE portfolio_positions ADD COLUMN stop_distance {kind}")
+    # The code that fills it: a column kind, and the row function computing it.
+    table = TABLES["portfolio_positions"]
+    monkeypatch.setitem(TABLES, "portfolio_positions", replace(
+        table, columns=(*table.columns, ("stop_distance", "num"))))
+    position_row = rows.position_row
+
+    def with_distance(p, book, equity):
+        return {**position_row(p, book, equity),
+                "stop_distance": wire.number(p.highest_close - p.current_stop)}
+
+    monkeypatch.setattr(rows, "position_row", with_distance)
+    rebuild(books, ["portfolio_positions"])
+    with books.transaction() as cursor:
+        stored = TableStore(books).read(cursor, TABLES["portfolio_positions"])
+    assert len(stored) == 3
+    for r in stored:  # every row, from events long before the column existed
+        assert r["stop_distance"] is not None
+        assert Decimal(r["stop_distance"]) == (Decimal(r["highest_close"])
+                                               - Decimal(r["current_stop"])) > 0
+    assert verify(books)[1] == []

@@ -1,0 +1,164 @@
+"""`ledger rebuild-projections`: rebuild tables from the whole log into fresh copies and
+swap them in atomically, while ingestion and the live runner keep going.
+
+1. Create an empty copy of each table being rebuilt, with the live table's columns,
+   constraints and indexes (the migrations stay the schema's single source: add a column in
+   a migration, teach ``projections.rows`` to fill it, rebuild).
+2. Replay the log into the copies, ``projection_rebuild_batch_events`` per transaction
+   (rows a batch touches many times are written once; new signal rows go by COPY).
+3. Catch up with the live tables' tracked position, then, holding the tracking row's lock
+   (the live runner waits on it), drop each live table and rename its copy into place, in one
+   transaction. Readers see the old table or the new one, never neither. Rebuilding every
+   table also moves the tracked position to the end of the replay.
+
+Events appended during the rebuild are in the result: the copies are caught up to the
+position the swap happens at, and the live runner goes on from there.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.persistence import OperationalError
+
+from ledger.application import Ledger
+from projections.projector import Projector, chunks
+from projections.store import TableStore
+from projections.tables import TABLES
+
+SWAP_ATTEMPTS_MAX = 100  # times the swap may find the live runner moved on, then give up
+SWAP_RETRY_WAIT_MS = 100  # pause before trying a swap again after a lock timeout
+
+
+class UnknownProjection(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    tables: tuple[str, ...]
+    events: int
+    seconds: float
+    position: int  # the log position the swapped-in tables are at
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tables": list(self.tables), "events": self.events,
+                "seconds": round(self.seconds, 3), "events_per_s": round(self.events_per_s),
+                "position": self.position}
+
+
+def table_names(names: Iterable[str] | None) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(names or TABLES))
+    unknown = [n for n in chosen if n not in TABLES]
+    if unknown:
+        raise UnknownProjection(f"no projection {', '.join(map(repr, unknown))} "
+                                f"(there are: {', '.join(TABLES)})")
+    return chosen
+
+
+def rebuild(ledger: Ledger, names: Iterable[str] | None = None, *,
+            progress: Callable[[int, int], None] | None = None) -> RebuildReport:
+    chosen = table_names(names)
+    everything = set(chosen) == set(TABLES)
+    suffix = f"__r{uuid.uuid4().hex[:8]}"
+    copies = {name: f"{name}{suffix}" for name in chosen}
+    live = TableStore(ledger)
+    fresh = TableStore(ledger, physical=copies, only=chosen)
+    batch = ledger.config.limits.projection_rebuild_batch_events
+    started = time.perf_counter()
+    with ledger.transaction() as cursor:
+        for name, copy in copies.items():
+            _create_copy(cursor, ledger.store.backend, name, copy, suffix)
+    try:
+        projector = Projector(ledger)
+        for _attempt in range(SWAP_ATTEMPTS_MAX):
+            with ledger.transaction() as cursor:
+                tracked = live.tracked(cursor)
+            head = ledger.recorder.max_notification_id() or 0
+            target = max(tracked, head) if everything else tracked
+            if projector.position < target:
+                for notifications in chunks(ledger, projector.position, batch, stop=target):
+                    projector.apply_all(notifications)
+                    changes = projector.flush()
+                    with ledger.transaction() as cursor:
+                        fresh.write(cursor, changes)
+                    if progress:
+                        progress(projector.position, target)
+                continue
+            try:
+                with ledger.transaction() as cursor:
+                    locked = live.lock_tracked(cursor)
+                    if locked > projector.position:
+                        continue  # the live runner moved on: catch up with it first
+                    for name, copy in copies.items():
+                        _swap(cursor, ledger.store.backend, name, copy)
+                    if everything:
+                        live.set_tracked(cursor, projector.position)
+            except OperationalError:  # a long read held a table past the lock timeout
+                time.sleep(SWAP_RETRY_WAIT_MS / 1000)
+                continue
+            return RebuildReport(chosen, projector.applied, time.perf_counter() - started,
+                                 projector.position)
+        raise RuntimeError(f"the live runner kept moving on; gave up after "
+                           f"{SWAP_ATTEMPTS_MAX} attempts to swap (nothing was swapped)")
+    except BaseException:
+        with ledger.transaction() as cursor:
+            for copy in copies.values():
+                cursor.execute(f"DROP TABLE IF EXISTS {copy}")
+        raise
+
+
+# -- table copies and swaps, per backend ---------------------------------------------------
+
+_PG_INDEX = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON \S+ (USING .*)$")
+
+
+def _create_copy(cursor: Any, backend: str, name: str, copy: str, suffix: str) -> None:
+    if backend == "postgres":
+        cursor.execute(f"CREATE TABLE {copy} (LIKE {name} INCLUDING ALL)")
+        return
+    cursor.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? "
+                   "AND sql IS NOT NULL ORDER BY type DESC", (name,))
+    for kind, obj, sql in [tuple(r) for r in cursor.fetchall()]:
+        if kind == "table":
+            cursor.execute(re.sub(rf"^CREATE TABLE (IF NOT EXISTS )?\"?{name}\"?",
+                                  f"CREATE TABLE {copy}", sql, count=1))
+        elif kind == "index":
+            base = obj.split("__r", 1)[0]
+            cursor.execute(re.sub(rf"^CREATE (UNIQUE )?INDEX (IF NOT EXISTS )?\S+ ON \"?{name}\"?",
+                                  rf"CREATE \g<1>INDEX {base}{suffix} ON {copy}", sql, count=1))
+
+
+def _swap(cursor: Any, backend: str, name: str, copy: str) -> None:
+    if backend == "postgres":
+        old = _pg_indexes(cursor, name)
+        new = _pg_indexes(cursor, copy)
+        cursor.execute(f"DROP TABLE {name}")
+        cursor.execute(f"ALTER TABLE {copy} RENAME TO {name}")
+        for shape, index in new.items():
+            if shape in old:  # keep the migrations' index names
+                cursor.execute(f"ALTER INDEX {index} RENAME TO {old[shape]}")
+        return
+    cursor.execute(f"DROP TABLE {name}")
+    cursor.execute(f"ALTER TABLE {copy} RENAME TO {name}")
+
+
+def _pg_indexes(cursor: Any, table: str) -> dict[tuple[bool, str], str]:
+    """Index shape (unique?, definition without names) -> index name."""
+    cursor.execute("SELECT indexname, indexdef FROM pg_indexes "
+                   "WHERE schemaname = current_schema() AND tablename = %s", (table,))
+    found = {}
+    for row in cursor.fetchall():
+        match = _PG_INDEX.match(row["indexdef"])
+        if match:
+            found[(bool(match.group(1)), match.group(2))] = row["indexname"]
+    return found
