@@ -20,11 +20,13 @@ from api.health import Health
 from api.metrics import Metrics
 from api.pool import WorkerPool
 from api.queries import Queries
-from api.reads import EventStoreReads, ReadModel
+from api.reads import ReadModel
 from api.responses import JSONResponse, error
 from api.settings import ServeSettings
 from api.webhook import Webhook
 from ledger.application import Ledger
+from projections.reads import ProjectionReads
+from projections.runner import ProjectionRunner
 
 log = logging.getLogger("ledger.api")
 
@@ -33,11 +35,13 @@ class Runtime:
     """What the endpoints share. Opened by the lifespan; closed after in-flight work ends."""
 
     def __init__(self, settings: ServeSettings, open_ledger: Callable[[], Ledger],
-                 read_model: Callable[[Ledger], ReadModel]) -> None:
+                 read_model: Callable[[Ledger], ReadModel], run_projections: bool) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self._open_ledger = open_ledger
         self._read_model = read_model
+        self._run_projections = run_projections
+        self.projections: ProjectionRunner | None = None  # None: another process projects
         self._ledger: Ledger | None = None
         self._reads: ReadModel | None = None
         self._decisions: WorkerPool | None = None
@@ -74,6 +78,25 @@ class Runtime:
         decisions = self._decisions
         self.metrics.watch(conflicts=lambda: ledger.conflicts_retried,
                            outstanding=lambda: decisions.outstanding)
+        self._record_instance(started=True)
+        if self._run_projections:
+            # Its own Ledger: its connections never queue behind the decisions' pool.
+            self.projections = ProjectionRunner(self._open_ledger())
+            self.projections.start()
+        self.metrics.watch_projections(ledger, self.projections)
+
+    def _record_instance(self, *, started: bool) -> None:
+        from importlib.metadata import version
+
+        try:
+            if started:
+                self.ledger.record_instance_started(self.settings.port or None,
+                                                    version("portfolio-ledger"))
+            else:
+                self.ledger.record_instance_stopped()
+        except Exception as e:  # instance_metadata is informative; serving is what matters
+            log.warning("could not record this instance %s: %s",
+                        "starting" if started else "stopping", e)
 
     def close(self) -> None:
         """Let running decisions commit (bounded), then release the store's connections."""
@@ -83,14 +106,21 @@ class Runtime:
                 log.warning("%s: calls still running after %d ms; closing the store under "
                             "them (each is one transaction: none commits half)", pool.name,
                             self.settings.shutdown_wait_ms)
+        if self.projections is not None:
+            self.projections.stop(timeout_s=wait_s)
+            self.projections.ledger.close()
         if self._ledger is not None:
+            self._record_instance(started=False)
             self._ledger.close()
 
 
 def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
-               read_model: Callable[[Ledger], ReadModel] = EventStoreReads) -> Starlette:
-    """The HTTP service over the ledger that ``open_ledger`` opens at startup."""
-    runtime = Runtime(settings, open_ledger, read_model)
+               read_model: Callable[[Ledger], ReadModel] = ProjectionReads,
+               run_projections: bool = True) -> Starlette:
+    """The HTTP service over the ledger that ``open_ledger`` opens at startup (called once
+    for the decisions and once for the projection runner, which it runs unless told not to:
+    one runner leads per store, the others stand by)."""
+    runtime = Runtime(settings, open_ledger, read_model, run_projections)
     webhook = Webhook(runtime)
     queries = Queries(runtime)
     health = Health(runtime)

@@ -1,5 +1,6 @@
-"""GET /health (the process answers), /ready (the store answers and is fully migrated),
-/metrics (Prometheus text). For load balancers and monitoring; no token needed.
+"""GET /health (the process answers), /ready (the store answers, is fully migrated, and the
+projection tables the reads answer from are within bounds of the log), /metrics (Prometheus
+text). For load balancers and monitoring; no token needed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from api.metrics import CONTENT_TYPE
 from api.pool import DeadlineExceeded, Overloaded
 from api.responses import JSONResponse, error
 from ledger.application import StoreNotReady
+from projections.runner import lag
 
 if TYPE_CHECKING:
     from api.app import Runtime
@@ -33,9 +35,18 @@ class Health:
         backend = ledger.store.backend
         expected = {migrations.EVENT_STORE[0], *(m.version for m in migrations.available(backend))}
         applied = migrations.applied(ledger)
-        return {"backend": backend, "schema_version": max(applied, default=None),
-                "latest_version": migrations.latest_version(backend),
-                "missing_versions": sorted(expected - applied)}
+        readiness: dict[str, Any] = {
+            "backend": backend, "schema_version": max(applied, default=None),
+            "latest_version": migrations.latest_version(backend),
+            "missing_versions": sorted(expected - applied)}
+        if not readiness["missing_versions"]:
+            behind = lag(ledger)
+            readiness["projections"] = {
+                "position": behind.position, "head": behind.head,
+                "lag_events": behind.events, "lag_seconds": round(behind.seconds, 3),
+                "runner": ("leader" if self.rt.projections.leadership.held else "standby")
+                if self.rt.projections is not None else "elsewhere"}
+        return readiness
 
     async def ready(self, request: Request) -> Response:
         try:
@@ -46,6 +57,15 @@ class Health:
         if readiness["missing_versions"]:
             return error(503, "not_ready", f"the store needs `ledger migrate` (missing schema "
                                            f"versions {readiness['missing_versions']})")
+        limits = self.rt.ledger.config.limits
+        behind = readiness["projections"]
+        if (behind["lag_events"] > limits.projection_lag_events_max
+                or behind["lag_seconds"] > limits.projection_lag_s_max):
+            return error(503, "projections_behind",
+                         f"the projection tables are {behind['lag_events']} events "
+                         f"({behind['lag_seconds']} s) behind the log; bounds "
+                         f"{limits.projection_lag_events_max} events, "
+                         f"{limits.projection_lag_s_max} s", projections=behind)
         return JSONResponse({"status": "ready", **readiness})
 
     async def metrics(self, request: Request) -> Response:

@@ -8,11 +8,20 @@
 - ``ledger_version_conflicts_retried_total``: decisions that lost a stream-version conflict
   and decided again (the ledger's own counter).
 - ``ledger_decisions_outstanding``: decisions queued or running right now.
+- ``ledger_projection_lag_events`` / ``ledger_projection_lag_seconds``: how far the projection
+  tables are behind the log (events not yet applied; age of the oldest of them), read from the
+  store at scrape time (absent while the store does not answer).
+- ``ledger_projection_position``: the log position the tables are at.
+- ``ledger_projection_leader``: 1 if this process runs the projections, 0 if it stands by
+  (absent when the service runs no runner).
+- ``ledger_projection_events_applied_total``: events this process's runner has applied.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -24,6 +33,12 @@ OUTCOMES = ("accepted", "rejected", "duplicate", "invalid", "too_large", "unauth
 LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
                      3.0)
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+if TYPE_CHECKING:
+    from ledger.application import Ledger
+    from projections.runner import ProjectionRunner
+
+log = logging.getLogger("ledger.api")
 
 
 class _LiveValues:
@@ -43,6 +58,39 @@ class _LiveValues:
                                 value=self.outstanding())
 
 
+class _ProjectionValues:
+    def __init__(self, ledger: Ledger, runner: ProjectionRunner | None) -> None:
+        self.ledger = ledger
+        self.runner = runner
+
+    def collect(self) -> Iterable[Metric]:
+        from eventsourcing.persistence import PersistenceError
+
+        from projections.runner import lag
+
+        if self.runner is not None:
+            yield GaugeMetricFamily("ledger_projection_leader",
+                                    "1 if this process runs the projections, 0 if it stands by",
+                                    value=int(self.runner.leadership.held))
+            yield CounterMetricFamily("ledger_projection_events_applied",
+                                      "Events this process's projection runner has applied",
+                                      value=self.runner.applied)
+        try:
+            behind = lag(self.ledger)
+        except PersistenceError as e:
+            log.warning("metrics: projection lag unknown: %s", type(e).__name__)
+            return
+        yield GaugeMetricFamily("ledger_projection_lag_events",
+                                "Events in the log not yet applied to the projection tables",
+                                value=behind.events)
+        yield GaugeMetricFamily("ledger_projection_lag_seconds",
+                                "Age of the oldest event not yet applied (0 when caught up)",
+                                value=behind.seconds)
+        yield GaugeMetricFamily("ledger_projection_position",
+                                "Log position the projection tables are at",
+                                value=behind.position)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -56,6 +104,9 @@ class Metrics:
 
     def watch(self, conflicts: Callable[[], int], outstanding: Callable[[], int]) -> None:
         self.registry.register(_LiveValues(conflicts, outstanding))
+
+    def watch_projections(self, ledger: Ledger, runner: ProjectionRunner | None) -> None:
+        self.registry.register(_ProjectionValues(ledger, runner))
 
     def count(self, outcome: str) -> None:
         assert outcome in OUTCOMES, outcome

@@ -201,14 +201,24 @@ def _webhook(with_portfolio: bool) -> dict[str, Any]:
     }}
 
 
+AFTER_PARAM = {
+    "name": "after", "in": "query", "required": False,
+    "description": "Read your writes: wait (bounded) until the tables have applied the log up "
+                   "to this position (a webhook answer's `log_position`)",
+    "schema": {"type": "integer", "minimum": 0, "maximum": 10 ** 18 - 1},
+}
+
+
 def _read(summary: str, operation_id: str, schema_ref: str, parameters: list[dict[str, Any]],
           not_found: bool = False) -> dict[str, Any]:
     responses = {
         "200": _json(schema_ref, summary),
         "400": _err("A query parameter is invalid; `problems` names each"),
         "401": _err("Bearer token missing or wrong (when LEDGER_API_TOKEN is set)"),
-        "503": _err("Store unreachable or too slow"),
+        "503": _err("Store unreachable or too slow, or (`projections_behind`) the tables did "
+                    "not reach `after` in time; retry"),
     }
+    parameters = [*parameters, AFTER_PARAM]
     if not_found:
         responses["404"] = _err("Unknown portfolio or position")
     return {"get": {"summary": summary, "operationId": operation_id, "security": BEARER,
@@ -254,12 +264,14 @@ def document(*, list_limit_max: int, list_limit_default: int,
             "/health": {"get": {"summary": "The process is alive", "operationId": "health",
                                 "responses": {"200": {"description": "alive", "content": {
                                     "application/json": {"schema": {"type": "object"}}}}}}},
-            "/ready": {"get": {"summary": "The store answers and is fully migrated",
+            "/ready": {"get": {"summary": "The store answers, is fully migrated, and the "
+                                          "projection tables are within bounds of the log",
                                "operationId": "ready",
                                "responses": {
                                    "200": {"description": "ready", "content": {
                                        "application/json": {"schema": {"type": "object"}}}},
-                                   "503": _err("Store unreachable or not migrated")}}},
+                                   "503": _err("Store unreachable, not migrated, or the "
+                                               "projections lag beyond their bounds")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
                                  "responses": {"200": {"description": "text exposition format",
                                                        "content": {"text/plain": {

@@ -1,8 +1,13 @@
 """The books over HTTP: GET /portfolio, /positions, /positions/{id}, /positions/{id}/history,
 /signals. Bearer ``LEDGER_API_TOKEN`` when one is set; answered by the ``ReadModel``.
 
+Read-your-writes: every webhook answer carries the ``log_position`` of its events; a read
+given ``?after=N`` waits (at most ``projection_wait_ms_max``, and within the request's time)
+until the tables have applied the log up to N, and answers 503 ``projections_behind`` if they
+do not get there in time.
+
 400 bad query parameter (each one named) · 401 token missing or wrong · 404 unknown portfolio
-or position · 503 store unavailable or too slow.
+or position · 503 store unavailable, too slow, or projections behind ``after``.
 """
 
 from __future__ import annotations
@@ -22,11 +27,14 @@ from api.responses import JSONResponse, error
 from ledger.application import StoreNotReady, UnknownPortfolio, UnknownPosition
 from ledger.config import is_portfolio_name
 from ledger.signals import Problem
+from projections.runner import wait_for
 
 if TYPE_CHECKING:
     from api.app import Runtime
 
 INSTRUMENT_CHARS_MAX = 40
+LOG_POSITION_DIGITS_MAX = 18  # fits a BIGINT
+AFTER_WAIT_SHARE = 0.75  # of the request's time, for waiting on `after`; the rest reads
 
 
 class Queries:
@@ -40,12 +48,32 @@ class Queries:
         if not bearer_ok(request, self.rt.settings.api_token):
             return error(401, "unauthorized", "a valid bearer token is required",
                          headers={"WWW-Authenticate": 'Bearer realm="ledger"'})
+        after = self._after_param(request, problems)
         if problems:
             return error(400, "invalid_query", "the query cannot be answered",
                          problems=problems)
+        timeout_s = self.rt.settings.request_timeout_ms / 1000
+        if after is not None:
+            wait_s = min(self.rt.ledger.config.limits.projection_wait_ms_max / 1000,
+                         timeout_s * AFTER_WAIT_SHARE)
+            if self.rt.projections is not None:
+                self.rt.projections.wake()
+            try:
+                head, reached = await self.rt.reads_pool.run(
+                    partial(self._reach, after, wait_s), timeout_s=timeout_s)
+            except (PersistenceError, StoreNotReady, DeadlineExceeded, Overloaded):
+                return error(503, "store_unavailable", "the event store did not answer in time",
+                             headers={"Retry-After": "1"})
+            if after > head:
+                return error(400, "invalid_query", "the query cannot be answered", problems=[
+                    Problem("after", f"is beyond the log's last position ({head})")])
+            if not reached:
+                return error(503, "projections_behind",
+                             f"the tables had not reached log position {after} within "
+                             f"{wait_s * 1000:.0f} ms; retry", headers={"Retry-After": "1"},
+                             after=after)
         try:
-            result = await self.rt.reads_pool.run(
-                read, timeout_s=self.rt.settings.request_timeout_ms / 1000)
+            result = await self.rt.reads_pool.run(read, timeout_s=timeout_s)
         except UnknownPosition as e:
             return error(404, "unknown_position", f"no position {e.args[0]!r}")
         except UnknownPortfolio as e:
@@ -61,6 +89,22 @@ class Queries:
             problems.append(Problem("portfolio", "is 1-32 of a-z, 0-9, '_' or '-'"))
             return None
         return name
+
+    def _reach(self, after: int, wait_s: float) -> tuple[int, bool]:
+        """(the log's head, whether the tables reached ``after`` within ``wait_s``)."""
+        ledger = self.rt.ledger
+        head = ledger.recorder.max_notification_id() or 0
+        return head, after <= head and wait_for(ledger, after, wait_s)
+
+    def _after_param(self, request: Request, problems: list[Problem]) -> int | None:
+        raw = request.query_params.get("after")
+        if raw is None:
+            return None
+        if not raw.isascii() or not raw.isdigit() or len(raw) > LOG_POSITION_DIGITS_MAX:
+            problems.append(Problem("after", "must be a log position (a non-negative integer, "
+                                             "as the webhook answer's log_position)"))
+            return None
+        return int(raw)
 
     def _limit_param(self, request: Request, problems: list[Problem]) -> int:
         s = self.rt.settings

@@ -44,8 +44,8 @@ class JSONResponse(Response):
 
 
 def error(status: int, code: str, message: str, *, problems: Sequence[Problem] = (),
-          headers: Mapping[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": code, "message": message}
+          headers: Mapping[str, str] | None = None, **details: Any) -> JSONResponse:
+    body: dict[str, Any] = {"error": code, "message": message, **details}
     if problems:
         body["problems"] = [p.as_dict() for p in problems]
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))

@@ -156,6 +156,8 @@ class Webhook:
                                      "decision; retry")
 
         elapsed = time.perf_counter() - started
+        if self.rt.projections is not None:
+            self.rt.projections.wake()  # project it now: a read may follow with ?after=
         self.rt.metrics.decision_seconds.observe(elapsed)
         outcome = "duplicate" if decision.duplicate else str(decision.body["decision"])
         self.rt.metrics.count(outcome)

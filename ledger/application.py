@@ -38,6 +38,7 @@ from ledger.config import Instrument, LedgerConfig, PortfolioParams
 from ledger.domain import (
     VALUE_TYPES,
     Holding,
+    Instance,
     Outcome,
     Portfolio,
     Position,
@@ -369,6 +370,22 @@ class Ledger(Application[UUID]):
                 except Exception:  # the decision is committed; a snapshot is only a cache
                     log.warning("snapshot of %s at %d failed", portfolio_id, version,
                                 exc_info=True)
+
+    # -- instances (instance_metadata) ------------------------------------------------------
+
+    def record_instance_started(self, port: int | None, software_version: str) -> None:
+        """InstanceStarted for this process (`ledger serve`); host and pid are in the id."""
+        self.save(Instance(instance_id=self.instance_id, hostname=socket.gethostname(),
+                           port=port, software_version=software_version,
+                           started_at=datetime.now(UTC)))
+
+    def record_instance_stopped(self) -> None:
+        try:
+            instance = self.repository.get(Instance.create_id(self.instance_id))
+        except AggregateNotFoundError:
+            return
+        instance.stop(datetime.now(UTC))
+        self.save(instance)
 
     # -- rollover (the scheduler that calls this comes later) -----------------------------
 

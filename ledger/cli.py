@@ -214,7 +214,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     ledger = _open_ledger(args, migrated=True)
     position, diffs = verify(ledger)
-    print(render(position, diffs))
+    print(render(position, diffs, ledger.recorder.max_notification_id() or 0))
     return EXIT_DIFFERS if diffs else EXIT_OK
 
 

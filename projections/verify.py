@@ -66,10 +66,13 @@ def _key(key: tuple[Any, ...]) -> str:
     return "/".join(str(k) for k in key)
 
 
-def render(position: int, diffs: list[str]) -> str:
+def render(position: int, diffs: list[str], head: int | None = None) -> str:
+    behind = (f" ({head - position} later events not yet applied: `ledger project`)"
+              if head is not None and head > position else "")
     if not diffs:
-        return f"projections verified at log position {position}: every table equals the log"
+        return (f"projections verified at log position {position}{behind}: every table "
+                f"equals the log")
     shown = diffs[:DIFF_LINES_MAX]
     more = len(diffs) - len(shown)
-    return "\n".join([f"projections differ from the log at position {position}:", *shown,
+    return "\n".join([f"projections differ from the log at position {position}{behind}:", *shown,
                       *([f"... and {more} more"] if more else [])])

@@ -84,20 +84,23 @@ def test_domain_scenario_over_http(server, store):
         gold = send(a.base(72000, 71500, 400, instrument="GOLD_MINI"), "/webhook/alpha")
         assert gold["position_id"] == "alpha:GOLD_MINI:Long_1:1"
 
-        summary = reads.get("/portfolio").json()
+        # Read-your-writes: each read waits until the tables hold the decision it follows.
+        summary = reads.get("/portfolio", params={"after": gold["log_position"]}).json()
         assert summary == store.portfolio_summary("default")
         held = {p["position_id"]: p for p in summary["open_positions"]}
         assert held[base["position_id"]]["current_stop"] == "52550.0"  # 52800 - 2.5 x 100
 
         exit_all = send(a.exit("ALL", 52700))
         assert exit_all["decision"] == "accepted"
-        summary = reads.get("/portfolio").json()
+        after = {"after": exit_all["log_position"]}
+        summary = reads.get("/portfolio", params=after).json()
         assert summary["open_positions"] == []
         # 7 lots from 52000 and the pyramid from 52400, all out at 52700, 35 per point.
         realized = (52700 - 52000) * 7 * 35 + (52700 - 52400) * pyramid["lots"] * 35
         assert summary["closed_equity"] == f"{5_000_000 + realized}.00"
 
-        positions = reads.get("/positions", params={"portfolio": "default"}).json()["positions"]
+        positions = reads.get("/positions", params={"portfolio": "default", **after}
+                              ).json()["positions"]
         assert {p["position_id"]: p["status"] for p in positions} == {
             base["position_id"]: "closed", pyramid["position_id"]: "closed"}
         assert [p["position_id"] for p in reads.get(
