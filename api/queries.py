@@ -1,8 +1,10 @@
 """The books over HTTP: GET /portfolio, /positions, /positions/{id}, /positions/{id}/history,
-/signals. Bearer ``LEDGER_API_TOKEN`` when one is set; answered by the ``ReadModel``.
+/signals, /signals/{fingerprint}/trail. Bearer ``LEDGER_API_TOKEN`` when one is set; answered
+by the ``ReadModel``, except the audit reads (a signal's trail, the books ``as_of`` a time),
+which are always computed from the event log itself.
 
-400 bad query parameter (each one named) · 401 token missing or wrong · 404 unknown portfolio
-or position · 503 store unavailable or too slow.
+400 bad query or path parameter (each one named) · 401 token missing or wrong · 404 unknown
+portfolio, position or signal · 503 store unavailable or too slow.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from api.auth import bearer_ok
 from api.pool import DeadlineExceeded, Overloaded
 from api.reads import POSITION_STATUSES
 from api.responses import JSONResponse, error
-from ledger.application import StoreNotReady, UnknownPortfolio, UnknownPosition
+from ledger.application import StoreNotReady, UnknownPortfolio, UnknownPosition, UnknownSignal
 from ledger.config import is_portfolio_name
-from ledger.signals import Problem
+from ledger.signals import Problem, is_fingerprint, parse_instant
 
 if TYPE_CHECKING:
     from api.app import Runtime
@@ -50,6 +52,8 @@ class Queries:
             return error(404, "unknown_position", f"no position {e.args[0]!r}")
         except UnknownPortfolio as e:
             return error(404, "unknown_portfolio", f"no portfolio {e.args[0]!r}")
+        except UnknownSignal as e:
+            return error(404, "unknown_signal", f"no signal {e.args[0]!r}")
         except (PersistenceError, StoreNotReady, DeadlineExceeded, Overloaded):
             return error(503, "store_unavailable", "the event store did not answer in time",
                          headers={"Retry-After": "1"})
@@ -75,7 +79,13 @@ class Queries:
     async def portfolio(self, request: Request) -> Response:
         problems: list[Problem] = []
         name = self._portfolio_param(request, problems) or "default"
-        return await self._answer(request, problems, partial(self.rt.reads.portfolio, name))
+        as_of = request.query_params.get("as_of")
+        at = None if as_of is None else parse_instant(as_of, "as_of", problems)
+        if at is None:
+            return await self._answer(request, problems, partial(self.rt.reads.portfolio, name))
+        # The past is in the log only: read models hold the present.
+        return await self._answer(request, problems,
+                                  partial(self.rt.ledger.portfolio_as_of, name, at))
 
     async def positions(self, request: Request) -> Response:
         problems: list[Problem] = []
@@ -116,3 +126,11 @@ class Queries:
             return {"signals": self.rt.reads.signals(portfolio=portfolio, limit=limit)}
 
         return await self._answer(request, problems, read)
+
+    async def signal_trail(self, request: Request) -> Response:
+        fingerprint = request.path_params["fingerprint"]
+        problems = [] if is_fingerprint(fingerprint) else [
+            Problem("fingerprint", "must be 64 lowercase hex digits, as a decision's "
+                                   "`fingerprint`")]
+        return await self._answer(request, problems,
+                                  partial(self.rt.ledger.signal_trail, fingerprint))
