@@ -477,7 +477,11 @@ class Ledger(Application[UUID]):
 
     def signal_trail(self, fingerprint: str) -> dict[str, Any]:
         """A signal's receipt, every delivery of it, its decision and the events that decision
-        appended, read back from the store (JSON-ready). Raises UnknownSignal."""
+        appended, read back from the store. Raises UnknownSignal.
+
+        Times are ISO strings; event facts keep their values as in ``position_history``
+        (``wire.dumps`` writes them). A plain dict, so callers may add to it.
+        """
         record: SignalRecord | None = None
         deliveries = []
         for e in self.events.get(SignalRecord.create_id(fingerprint)):
