@@ -113,6 +113,8 @@ PORTFOLIO = {
         "total_vol_percent": NULLABLE_STRING, "margin_used": MONEY, "margin_available": MONEY,
         "pyramiding_state": {"type": "object", "additionalProperties": {"type": "object"}},
         "open_positions": {"type": "array", "items": {"type": "object"}},
+        "as_of": {"type": "string", "description": "present when asked `as_of`: the books "
+                                                   "replayed up to this time (UTC)"},
     },
 }
 
@@ -142,16 +144,75 @@ SIGNAL = {
     },
 }
 
+CAUSE = {
+    "type": "object",
+    "nullable": True,
+    "description": "What caused the event: the signal (from its receipt), or for a rollover "
+                   "`{command_id}`; null if nothing did.",
+    "properties": {
+        "fingerprint": {"type": "string"}, "signal_type": {"type": "string"},
+        "signal_timestamp": {"type": "string"}, "price": NULLABLE_STRING,
+        "decision": {"type": "string", "enum": ["accepted", "rejected"]},
+        "received_at": {"type": "string"}, "deliveries": {"type": "integer", "minimum": 1},
+        "command_id": {"type": "string"},
+    },
+}
+
 HISTORY = {
     "type": "object",
     "required": ["position_id", "events"],
     "properties": {
         "position_id": {"type": "string"},
         "events": {"type": "array", "items": {
-            "type": "object", "required": ["version", "type", "event", "state"],
+            "type": "object", "required": ["version", "type", "event", "state", "signal"],
             "properties": {"version": {"type": "integer"}, "type": {"type": "string"},
                            "recorded_at": {"type": "string"}, "event": {"type": "object"},
-                           "state": {"type": "object"}}}},
+                           "state": {"type": "object"}, "signal": CAUSE}}},
+    },
+}
+
+TRAIL = {
+    "type": "object",
+    "description": "One signal: every delivery, the decision stored in its receipt, the "
+                   "events that decision appended, read back from the store, and the rows "
+                   "the projection tables hold for it.",
+    "required": ["fingerprint", "portfolio", "signal_type", "instrument", "position",
+                 "signal_timestamp", "payload", "deliveries", "decision", "events",
+                 "projection_rows"],
+    "properties": {
+        "fingerprint": {"type": "string"},
+        "portfolio": {"type": "string"},
+        "signal_type": {"type": "string"},
+        "instrument": {"type": "string"},
+        "position": NULLABLE_STRING,
+        "signal_timestamp": {"type": "string"},
+        "payload": {"type": "object", "description": "the alert as received, secret removed"},
+        "deliveries": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["delivery", "received_at", "instance_id",
+                                           "duplicate"],
+            "properties": {"delivery": {"type": "integer", "minimum": 1},
+                           "received_at": {"type": "string"},
+                           "instance_id": {"type": "string"},
+                           "duplicate": {"type": "boolean"}}}},
+        "decision": {"$ref": "#/components/schemas/Decision"},
+        "events": {"type": "array", "items": {
+            "type": "object", "required": ["stream", "version", "type", "recorded_at",
+                                           "event"],
+            "properties": {"stream": {"type": "string"}, "version": {"type": "integer"},
+                           "type": {"type": "string"}, "recorded_at": {"type": "string"},
+                           "event": {"type": "object"}}}},
+        "projection_rows": {
+            "type": "object",
+            "description": "What the projection tables hold for this signal at `log_position`"
+                           " (null / absent rows: not projected yet)",
+            "required": ["log_position", "signal_log", "portfolio_positions"],
+            "properties": {
+                "log_position": {"type": "integer"},
+                "signal_log": {"allOf": [{"$ref": "#/components/schemas/Signal"}],
+                               "nullable": True},
+                "portfolio_positions": {"type": "object", "additionalProperties": {
+                    "allOf": [{"$ref": "#/components/schemas/Position"}], "nullable": True}},
+            }},
     },
 }
 
@@ -171,6 +232,14 @@ PORTFOLIO_PARAM = {"name": "portfolio", "in": "query", "required": False,
 POSITION_ID_PARAM = {"name": "position_id", "in": "path", "required": True,
                      "schema": {"type": "string"},
                      "example": "default:BANK_NIFTY:Long_1:1"}
+AS_OF_PARAM = {"name": "as_of", "in": "query", "required": False,
+               "description": "the books as they stood then, replayed from the log; a time "
+                              "zone is required",
+               "schema": {"type": "string", "format": "date-time"},
+               "example": "2025-11-28T10:30:00Z"}
+FINGERPRINT_PARAM = {"name": "fingerprint", "in": "path", "required": True,
+                     "description": "a decision's `fingerprint`",
+                     "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}
 
 
 def _webhook(with_portfolio: bool) -> dict[str, Any]:
@@ -210,7 +279,7 @@ AFTER_PARAM = {
 
 
 def _read(summary: str, operation_id: str, schema_ref: str, parameters: list[dict[str, Any]],
-          not_found: bool = False) -> dict[str, Any]:
+          not_found: str | None = None) -> dict[str, Any]:
     responses = {
         "200": _json(schema_ref, summary),
         "400": _err("A query parameter is invalid; `problems` names each"),
@@ -220,7 +289,7 @@ def _read(summary: str, operation_id: str, schema_ref: str, parameters: list[dic
     }
     parameters = [*parameters, AFTER_PARAM]
     if not_found:
-        responses["404"] = _err("Unknown portfolio or position")
+        responses["404"] = _err(not_found)
     return {"get": {"summary": summary, "operationId": operation_id, "security": BEARER,
                     "parameters": parameters, "responses": responses}}
 
@@ -247,20 +316,28 @@ def document(*, list_limit_max: int, list_limit_default: int,
         "paths": {
             "/webhook": _webhook(False),
             "/webhook/{portfolio}": _webhook(True),
-            "/portfolio": _read("The books of a portfolio (default: `default`)", "portfolio",
-                                "#/components/schemas/Portfolio", [PORTFOLIO_PARAM],
-                                not_found=True),
+            "/portfolio": _read("The books of a portfolio (default: `default`), now or "
+                                "`as_of` a time", "portfolio",
+                                "#/components/schemas/Portfolio",
+                                [PORTFOLIO_PARAM, AS_OF_PARAM],
+                                not_found="Unknown portfolio"),
             "/positions": _read("Positions, most recently opened first", "positions",
                                 "#/components/schemas/PositionList", positions_params),
             "/positions/{position_id}": _read("One position", "position",
                                               "#/components/schemas/Position",
-                                              [POSITION_ID_PARAM], not_found=True),
+                                              [POSITION_ID_PARAM],
+                                              not_found="Unknown position"),
             "/positions/{position_id}/history": _read(
-                "A position's events, replayed from its stream", "positionHistory",
-                "#/components/schemas/History", [POSITION_ID_PARAM], not_found=True),
+                "A position's events, replayed from its stream, each with its cause",
+                "positionHistory", "#/components/schemas/History", [POSITION_ID_PARAM],
+                not_found="Unknown position"),
             "/signals": _read("Recent decisions, most recent first", "signals",
                               "#/components/schemas/SignalList",
                               [PORTFOLIO_PARAM, limit_param]),
+            "/signals/{fingerprint}/trail": _read(
+                "A signal's deliveries, its decision and the events it appended",
+                "signalTrail", "#/components/schemas/Trail", [FINGERPRINT_PARAM],
+                not_found="No signal with this fingerprint was decided"),
             "/health": {"get": {"summary": "The process is alive", "operationId": "health",
                                 "responses": {"200": {"description": "alive", "content": {
                                     "application/json": {"schema": {"type": "object"}}}}}}},
@@ -287,6 +364,7 @@ def document(*, list_limit_max: int, list_limit_default: int,
             "schemas": {
                 "Alert": ALERT, "Decision": DECISION, "DecisionAnswer": ANSWER,
                 "Portfolio": PORTFOLIO, "Position": POSITION, "History": HISTORY, "Signal": SIGNAL,
+                "Trail": TRAIL,
                 "Problem": PROBLEM, "Error": ERROR,
                 "PositionList": {"type": "object", "required": ["positions"], "properties": {
                     "positions": {"type": "array",

@@ -1,13 +1,16 @@
 """The books over HTTP: GET /portfolio, /positions, /positions/{id}, /positions/{id}/history,
-/signals. Bearer ``LEDGER_API_TOKEN`` when one is set; answered by the ``ReadModel``.
+/signals, /signals/{fingerprint}/trail. Bearer ``LEDGER_API_TOKEN`` when one is set; answered
+by the ``ReadModel``, except the audit reads (a signal's trail, the books ``as_of`` a time),
+which are always computed from the event log itself.
 
 Read-your-writes: every webhook answer carries the ``log_position`` of its events; a read
 given ``?after=N`` waits (at most ``projection_wait_ms_max``, and within the request's time)
 until the tables have applied the log up to N, and answers 503 ``projections_behind`` if they
 do not get there in time.
 
-400 bad query parameter (each one named) · 401 token missing or wrong · 404 unknown portfolio
-or position · 503 store unavailable, too slow, or projections behind ``after``.
+400 bad query or path parameter (each one named) · 401 token missing or wrong · 404 unknown
+portfolio, position or signal · 503 store unavailable, too slow, or projections behind
+``after``.
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from api.auth import bearer_ok
 from api.pool import DeadlineExceeded, Overloaded
 from api.reads import POSITION_STATUSES
 from api.responses import JSONResponse, error
-from ledger.application import StoreNotReady, UnknownPortfolio, UnknownPosition
+from ledger.application import StoreNotReady, UnknownPortfolio, UnknownPosition, UnknownSignal
 from ledger.config import is_portfolio_name
-from ledger.signals import Problem
+from ledger.signals import Problem, is_fingerprint, parse_instant
+from projections.reads import with_projection_rows
 from projections.runner import wait_for
 
 if TYPE_CHECKING:
@@ -78,6 +82,8 @@ class Queries:
             return error(404, "unknown_position", f"no position {e.args[0]!r}")
         except UnknownPortfolio as e:
             return error(404, "unknown_portfolio", f"no portfolio {e.args[0]!r}")
+        except UnknownSignal as e:
+            return error(404, "unknown_signal", f"no signal {e.args[0]!r}")
         except (PersistenceError, StoreNotReady, DeadlineExceeded, Overloaded):
             return error(503, "store_unavailable", "the event store did not answer in time",
                          headers={"Retry-After": "1"})
@@ -119,7 +125,13 @@ class Queries:
     async def portfolio(self, request: Request) -> Response:
         problems: list[Problem] = []
         name = self._portfolio_param(request, problems) or "default"
-        return await self._answer(request, problems, partial(self.rt.reads.portfolio, name))
+        as_of = request.query_params.get("as_of")
+        at = None if as_of is None else parse_instant(as_of, "as_of", problems)
+        if at is None:
+            return await self._answer(request, problems, partial(self.rt.reads.portfolio, name))
+        # The past is in the log only: read models hold the present.
+        return await self._answer(request, problems,
+                                  partial(self.rt.ledger.portfolio_as_of, name, at))
 
     async def positions(self, request: Request) -> Response:
         problems: list[Problem] = []
@@ -158,5 +170,16 @@ class Queries:
         limit = self._limit_param(request, problems)
         def read() -> dict[str, Any]:
             return {"signals": self.rt.reads.signals(portfolio=portfolio, limit=limit)}
+
+        return await self._answer(request, problems, read)
+
+    async def signal_trail(self, request: Request) -> Response:
+        fingerprint = request.path_params["fingerprint"]
+        problems = [] if is_fingerprint(fingerprint) else [
+            Problem("fingerprint", "must be 64 lowercase hex digits, as a decision's "
+                                   "`fingerprint`")]
+        def read() -> dict[str, Any]:
+            ledger = self.rt.ledger
+            return with_projection_rows(ledger, ledger.signal_trail(fingerprint))
 
         return await self._answer(request, problems, read)

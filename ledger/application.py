@@ -43,6 +43,7 @@ from ledger.domain import (
     Portfolio,
     Position,
     SignalRecord,
+    stream_id,
     stream_name,
 )
 from ledger.signals import InvalidSignal, Problem, Signal, parse_signal
@@ -68,6 +69,10 @@ class UnknownPosition(LookupError):
 
 class UnknownPortfolio(LookupError):
     pass
+
+
+class UnknownSignal(LookupError):
+    """No signal with this fingerprint has been decided."""
 
 
 class DataclassAsDict(Transcoding):
@@ -111,6 +116,14 @@ def default_instance_id() -> str:
 
 def _event_type(e: object) -> str:
     return type(e).__name__
+
+
+# The library's envelope; everything else an event carries is the fact it records.
+_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")
+
+
+def _facts(e: object) -> dict[str, Any]:
+    return {k: v for k, v in vars(e).items() if k not in _ENVELOPE}
 
 
 def decision_body(signal: Signal, outcome: Outcome, events: list[dict[str, Any]],
@@ -435,26 +448,112 @@ class Ledger(Application[UUID]):
             raise UnknownPosition(position_id) from None
 
     def position_history(self, position_id: str) -> list[dict[str, Any]]:
-        """The position's events in order, each with the state after it, replayed."""
+        """The position's events in order, each with the state after it and its cause.
+
+        ``signal`` is the signal that caused the event (read from its receipt), or for a
+        rollover ``{"command_id"}``, or None.
+        """
         entries = []
         state: Position | None = None
+        causes: dict[str, dict[str, Any]] = {}  # one receipt read per signal
         for e in self.events.get(Position.create_id(position_id)):
             assert isinstance(e, CanMutateAggregate)
             state = e.mutate(state)
             assert state is not None
-            facts = {k: v for k, v in vars(e).items()
-                     if k not in ("originator_id", "originator_version", "timestamp",
-                                  "originator_topic")}
             entries.append({
                 "version": e.originator_version,
                 "type": _event_type(e),
                 "recorded_at": wire.iso(e.timestamp),
-                "event": facts,
+                "event": _facts(e),
                 "state": state.state(),
+                "signal": self._cause(e, causes),
             })
         if not entries:
             raise UnknownPosition(position_id)
         return entries
+
+    def _cause(self, e: object, causes: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        fingerprint = getattr(e, "fingerprint", None)
+        if fingerprint is not None:
+            if fingerprint not in causes:
+                causes[fingerprint] = self._signal_cause(fingerprint)
+            return dict(causes[fingerprint])
+        command_id = getattr(e, "command_id", None)
+        return {"command_id": command_id} if command_id is not None else None
+
+    def _signal_cause(self, fingerprint: str) -> dict[str, Any]:
+        # The receipt is written in the same transaction as every event naming its
+        # fingerprint, so it is always there.
+        record = self.repository.get(SignalRecord.create_id(fingerprint))
+        assert isinstance(record, SignalRecord)
+        return {
+            "fingerprint": fingerprint,
+            "signal_type": record.signal_type,
+            "signal_timestamp": wire.iso(record.signal_timestamp),
+            "price": record.decision.get("price"),
+            "decision": record.decision.get("decision"),
+            "received_at": wire.iso(record.received_at),
+            "deliveries": record.version,
+        }
+
+    def signal_trail(self, fingerprint: str) -> dict[str, Any]:
+        """A signal's receipt, every delivery of it, its decision and the events that decision
+        appended, read back from the store. Raises UnknownSignal.
+
+        Times are ISO strings; event facts keep their values as in ``position_history``
+        (``wire.dumps`` writes them). A plain dict, so callers may add to it.
+        """
+        record: SignalRecord | None = None
+        deliveries = []
+        for e in self.events.get(SignalRecord.create_id(fingerprint)):
+            assert isinstance(e, CanMutateAggregate)
+            record = e.mutate(record)
+            deliveries.append({
+                "delivery": e.originator_version,
+                "received_at": wire.iso(e.received_at),  # type: ignore[attr-defined]
+                "instance_id": e.instance_id,  # type: ignore[attr-defined]
+                "duplicate": e.originator_version > 1,
+            })
+        if record is None:
+            raise UnknownSignal(fingerprint)
+        return {
+            "fingerprint": record.fingerprint,
+            "portfolio": record.portfolio,
+            "signal_type": record.signal_type,
+            "instrument": record.instrument,
+            "position": record.position,
+            "signal_timestamp": wire.iso(record.signal_timestamp),
+            "payload": record.payload,
+            "deliveries": deliveries,
+            "decision": record.decision,
+            "events": self._decision_events(record.decision["events"]),
+        }
+
+    def _decision_events(self, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events a decision lists (``{type, stream, version}``), as stored, in its order."""
+        versions: dict[str, list[int]] = {}
+        for item in listed:
+            versions.setdefault(item["stream"], []).append(item["version"])
+        stored: dict[tuple[str, int], Any] = {}
+        for stream, numbers in versions.items():
+            kind, _, key = stream.partition(":")
+            # One decision's events in a stream are consecutive versions: one read each.
+            for e in self.events.get(stream_id(kind, key), gt=min(numbers) - 1,
+                                     lte=max(numbers)):
+                stored[(stream, e.originator_version)] = e
+        events = []
+        for item in listed:
+            e = stored.get((item["stream"], item["version"]))
+            # Written in the decision's transaction: listed and missing would be a lost write.
+            assert e is not None and _event_type(e) == item["type"], f"{item} not in the store"
+            events.append({
+                "stream": item["stream"],
+                "version": item["version"],
+                "type": item["type"],
+                "recorded_at": wire.iso(e.timestamp),
+                "event": _facts(e),
+            })
+        return events
 
     def portfolio(self, name: str = "default") -> Portfolio:
         """The portfolio replayed from its stream (never-used portfolios start empty)."""
@@ -468,57 +567,99 @@ class Ledger(Application[UUID]):
 
     def portfolio_summary(self, name: str = "default") -> dict[str, Any]:
         """Equity, closed equity, open risk/vol, margin and open positions (JSON-ready)."""
-        p = self.portfolio(name)
+        return summarize(self.portfolio(name), self.config.portfolio(name))
+
+    def portfolio_as_of(self, name: str, at: datetime) -> dict[str, Any]:
+        """The books as they stood at ``at``: ``portfolio_summary``'s keys plus ``as_of``.
+
+        Replays the portfolio stream up to the last event recorded at or before ``at`` (an
+        event's time is when its decision was made, just before it committed). Before the
+        first decision: the empty portfolio at its initial capital, version 0. Raises
+        UnknownPortfolio, and ValueError for a naive ``at`` (whose 10:30?).
+        """
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError(f"as-of time {at.isoformat()} must carry a time zone")
         params = self.config.portfolio(name)
-        mode = params.equity_mode if params else "blended"
-        equity = p.equity(mode)
-        unrealized = p.unrealized()
+        events = iter(self.events.get(Portfolio.create_id(name)))
+        opened = next(events, None)
+        if opened is None:
+            if params is None:
+                raise UnknownPortfolio(name)
+            state = Portfolio(name=name, initial_capital=params.initial_capital)
+            version = 0
+        else:
+            # The log's PortfolioOpened, not today's configuration, says what capital was.
+            assert isinstance(opened, CanMutateAggregate)
+            state = opened.mutate(None)
+            version = 0
+            if opened.timestamp <= at:
+                version = 1
+                for e in events:
+                    if e.timestamp > at:  # a stream's events are recorded in version order
+                        break
+                    assert isinstance(e, CanMutateAggregate)
+                    state = e.mutate(state)
+                    version = e.originator_version
+        assert isinstance(state, Portfolio)
+        return {**summarize(state, params), "version": version,
+                "as_of": wire.iso(at.astimezone(UTC))}
 
-        def pct(amount: Decimal) -> str | None:
-            return wire.ratio(amount * 100 / equity) if equity > 0 else None
 
-        positions = []
-        for h in sorted(p.holdings.values(), key=lambda h: (h.instrument, h.entry_timestamp)):
-            mark = p.marks[h.instrument]
-            positions.append({
-                "position_id": h.position_id,
-                "instrument": h.instrument,
-                "position": h.label,
-                "is_base_position": h.is_base,
-                "lots": h.lots,
-                "entry_price": wire.number(h.entry_price),
-                "entry_timestamp": wire.iso(h.entry_timestamp),
-                "initial_stop": wire.number(h.initial_stop),
-                "current_stop": wire.number(h.current_stop),
-                "highest_close": wire.number(h.highest_close),
-                "mark": wire.number(mark.price),
-                "unrealized_pnl": wire.money(h.pnl_at(mark.price)),
-                "risk_amount": wire.money(h.risk),
-                "risk_contribution": pct(h.risk),
-                "vol_contribution": pct(h.volatility),
-                "margin": wire.money(h.margin),
-            })
-        return {
-            "portfolio": name,
-            "version": p.version,
-            "equity_mode": mode,
-            "initial_capital": wire.money(p.initial_capital),
-            "closed_equity": wire.money(p.closed_equity),
-            "unrealized_pnl": wire.money(unrealized),
-            "open_equity": wire.money(p.closed_equity + unrealized),
-            "equity": wire.money(equity),
-            "total_risk_amount": wire.money(p.open_risk),
-            "total_risk_percent": pct(p.open_risk),
-            "total_vol_amount": wire.money(p.open_volatility),
-            "total_vol_percent": pct(p.open_volatility),
-            "margin_used": wire.money(p.margin_used),
-            "margin_available": wire.money(
-                equity * (params.max_margin_percent if params else 60) / 100 - p.margin_used),
-            "pyramiding_state": {
-                instrument: {"base_position_id": s.base_position_id,
-                             "last_pyramid_price": wire.number(s.last_pyramid_price),
-                             "pyramids": s.pyramids}
-                for instrument, s in sorted(p.pyramiding.items())
-            },
-            "open_positions": positions,
-        }
+def summarize(p: Portfolio, params: PortfolioParams | None) -> dict[str, Any]:
+    """The books of one portfolio state, JSON-ready: what ``ledger portfolio --json`` prints.
+
+    ``params`` is the portfolio's configuration (None for one since removed from it: blended
+    equity and the default 60 % margin cap).
+    """
+    mode = params.equity_mode if params else "blended"
+    equity = p.equity(mode)
+    unrealized = p.unrealized()
+
+    def pct(amount: Decimal) -> str | None:
+        return wire.ratio(amount * 100 / equity) if equity > 0 else None
+
+    positions = []
+    for h in sorted(p.holdings.values(), key=lambda h: (h.instrument, h.entry_timestamp)):
+        mark = p.marks[h.instrument]
+        positions.append({
+            "position_id": h.position_id,
+            "instrument": h.instrument,
+            "position": h.label,
+            "is_base_position": h.is_base,
+            "lots": h.lots,
+            "entry_price": wire.number(h.entry_price),
+            "entry_timestamp": wire.iso(h.entry_timestamp),
+            "initial_stop": wire.number(h.initial_stop),
+            "current_stop": wire.number(h.current_stop),
+            "highest_close": wire.number(h.highest_close),
+            "mark": wire.number(mark.price),
+            "unrealized_pnl": wire.money(h.pnl_at(mark.price)),
+            "risk_amount": wire.money(h.risk),
+            "risk_contribution": pct(h.risk),
+            "vol_contribution": pct(h.volatility),
+            "margin": wire.money(h.margin),
+        })
+    return {
+        "portfolio": p.name,
+        "version": p.version,
+        "equity_mode": mode,
+        "initial_capital": wire.money(p.initial_capital),
+        "closed_equity": wire.money(p.closed_equity),
+        "unrealized_pnl": wire.money(unrealized),
+        "open_equity": wire.money(p.closed_equity + unrealized),
+        "equity": wire.money(equity),
+        "total_risk_amount": wire.money(p.open_risk),
+        "total_risk_percent": pct(p.open_risk),
+        "total_vol_amount": wire.money(p.open_volatility),
+        "total_vol_percent": pct(p.open_volatility),
+        "margin_used": wire.money(p.margin_used),
+        "margin_available": wire.money(
+            equity * (params.max_margin_percent if params else 60) / 100 - p.margin_used),
+        "pyramiding_state": {
+            instrument: {"base_position_id": s.base_position_id,
+                         "last_pyramid_price": wire.number(s.last_pyramid_price),
+                         "pyramids": s.pyramids}
+            for instrument, s in sorted(p.pyramiding.items())
+        },
+        "open_positions": positions,
+    }

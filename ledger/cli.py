@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from ledger import wire
 from ledger.config import ConfigError, load_config
-from ledger.signals import InvalidSignal, Problem
+from ledger.signals import InvalidSignal, Problem, is_fingerprint, parse_instant
 from ledger.store import StoreUrlError
 
 EXIT_OK, EXIT_INVALID, EXIT_STORE, EXIT_NOT_FOUND, EXIT_CONTENDED = 0, 2, 3, 4, 5
@@ -123,7 +123,17 @@ def _history_line(entry: dict[str, Any]) -> str:
         "RolledOver": lambda: f"{e['old_expiry']} -> {e['new_expiry']} "
                               f"pnl={wire.money(e['rollover_pnl'])}",
     }.get(entry["type"], lambda: "")()
-    return f"v{entry['version']:<3} {entry['type']:<16} status={s['status']:<7} {detail}"
+    return (f"v{entry['version']:<3} {entry['type']:<16} status={s['status']:<7} "
+            f"{_cause(entry.get('signal')):<24} {detail}")
+
+
+def _cause(signal: dict[str, Any] | None) -> str:
+    """What caused an event, short: the signal's fingerprint prefix and type, or a command."""
+    if signal is None:
+        return "-"
+    if "fingerprint" in signal:
+        return f"{signal['fingerprint'][:12]} {signal['signal_type']}"
+    return str(signal.get("command_id", "-"))
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -147,9 +157,16 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_portfolio(args: argparse.Namespace) -> int:
     from ledger.application import UnknownPortfolio
 
+    problems: list[Problem] = []
+    at = None if args.as_of is None else parse_instant(args.as_of, "--as-of", problems)
+    if problems:
+        for p in problems:
+            _err(f"{p.field}: {p.message}")
+        return EXIT_INVALID
     ledger = _open_ledger(args)
     try:
-        summary = ledger.portfolio_summary(args.portfolio)
+        summary = (ledger.portfolio_summary(args.portfolio) if at is None
+                   else ledger.portfolio_as_of(args.portfolio, at))
     except UnknownPortfolio:
         _err(f"unknown portfolio {args.portfolio!r}")
         return EXIT_NOT_FOUND
@@ -218,6 +235,58 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_DIFFERS if diffs else EXIT_OK
 
 
+def cmd_trail(args: argparse.Namespace) -> int:
+    from ledger.application import UnknownSignal
+
+    if not is_fingerprint(args.fingerprint):
+        _err(f"fingerprint: must be 64 lowercase hex digits (as a decision's `fingerprint`); "
+             f"got {args.fingerprint!r}")
+        return EXIT_INVALID
+    import migrations
+    from projections.reads import with_projection_rows
+
+    ledger = _open_ledger(args)
+    try:
+        trail = ledger.signal_trail(args.fingerprint)
+    except UnknownSignal:
+        _err(f"no signal {args.fingerprint!r}")
+        return EXIT_NOT_FOUND
+    if not migrations.missing(ledger):
+        trail = with_projection_rows(ledger, trail)
+    if args.json:
+        _out(trail, pretty=True)
+    else:
+        for line in _trail_lines(trail):
+            print(line)
+    return EXIT_OK
+
+
+def _trail_lines(trail: dict[str, Any]) -> Iterator[str]:
+    d = trail["decision"]
+    yield (f"{trail['fingerprint']}  {trail['signal_type']} {trail['instrument']} "
+           f"{trail['position'] or ''} price={d['price']} at {trail['signal_timestamp']} "
+           f"(portfolio {trail['portfolio']})")
+    outcome = (f"lots={d['lots']} limiter={d['limiter']}" if d["lots"] is not None
+               else ", ".join(r["code"] for r in d["reasons"]))
+    affected = " ".join(d["position_ids"])
+    yield f"decision  {d['decision']} {outcome} {affected}".rstrip()
+    for delivery in trail["deliveries"]:
+        yield (f"delivery  {delivery['delivery']:<3} {delivery['received_at']} "
+               f"{delivery['instance_id']}{'  duplicate' if delivery['duplicate'] else ''}")
+    for e in trail["events"]:
+        yield f"event     {e['stream']} v{e['version']} {e['type']} at {e['recorded_at']}"
+    if "projection_rows" in trail:
+        rows = trail["projection_rows"]
+        at = f"(tables at log position {rows['log_position']})"
+        signal = rows["signal_log"]
+        yield (f"signal_log          id={signal['id']} deliveries={signal['deliveries']} {at}"
+               if signal else f"signal_log          not projected yet {at}")
+        for position_id, row in rows["portfolio_positions"].items():
+            yield (f"portfolio_positions {position_id} status={row['status']} lots={row['lots']} "
+                   f"stop={row['current_stop']}" if row else
+                   f"portfolio_positions {position_id} not projected yet")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from api.serve import run  # the HTTP stack loads only for this command
 
@@ -246,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     portfolio = commands.add_parser("portfolio", help="the books, replayed from the store")
     portfolio.add_argument("--portfolio", default="default")
+    portfolio.add_argument("--as-of", default=None, metavar="TIME",
+                           help="the books as they stood then, e.g. 2025-11-28T10:30:00Z "
+                                "(a time zone is required)")
     portfolio.add_argument("--json", action="store_true")
 
     project = commands.add_parser(
@@ -259,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="tables to rebuild (default: all)")
 
     commands.add_parser("verify", help="replay the log and compare every projection table")
+    trail = commands.add_parser("trail", help="a signal's deliveries, decision and events")
+    trail.add_argument("fingerprint", help="the decision's fingerprint (64 hex digits)")
+    trail.add_argument("--json", action="store_true")
 
     serve = commands.add_parser("serve", help="the HTTP service: webhook, books, health")
     serve.add_argument("--host", default="127.0.0.1",
@@ -277,6 +352,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "project": cmd_project,
     "rebuild-projections": cmd_rebuild,
     "verify": cmd_verify,
+    "trail": cmd_trail,
     "serve": cmd_serve,
 }
 

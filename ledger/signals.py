@@ -34,6 +34,7 @@ SECRET_FIELD = "secret"
 # calendar (next month's expiry, time zone shifts) would overflow instead of deciding.
 TIMESTAMP_YEARS = (1970, 2999)
 _LABEL = re.compile(r"^long_([1-9][0-9]?)$", re.IGNORECASE)
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -239,20 +240,34 @@ def _timestamp(value: Any, problems: list[Problem]) -> datetime | None:
     if value is None:
         problems.append(Problem("timestamp", "is required"))
         return None
+    return parse_instant(value, "timestamp", problems)
+
+
+def parse_instant(value: Any, field: str, problems: list[Problem]) -> datetime | None:
+    """An ISO 8601 date-time with a time zone, in the years 1970-2999, as UTC.
+
+    Anything else appends a Problem naming ``field`` and returns None: a time without a zone
+    is ambiguous (whose 10:30?), and outside those years it is a typo.
+    """
     if not isinstance(value, str):
-        problems.append(Problem("timestamp", f"must be an ISO 8601 string, got {value!r}"))
+        problems.append(Problem(field, f"must be an ISO 8601 string, got {value!r}"))
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
     except ValueError:
-        problems.append(Problem("timestamp", f"is not an ISO 8601 date-time: {value!r}"))
+        problems.append(Problem(field, f"is not an ISO 8601 date-time: {value!r}"))
         return None
-    if parsed.tzinfo is None:
-        problems.append(Problem("timestamp", f"must carry a time zone, e.g. "
-                                             f"2025-11-28T10:30:00Z; got {value!r}"))
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        problems.append(Problem(field, f"must carry a time zone, e.g. "
+                                       f"2025-11-28T10:30:00Z; got {value!r}"))
         return None
     if not TIMESTAMP_YEARS[0] <= parsed.year <= TIMESTAMP_YEARS[1]:
-        problems.append(Problem("timestamp", f"must be in the years {TIMESTAMP_YEARS[0]}-"
-                                             f"{TIMESTAMP_YEARS[1]}, got {value!r}"))
+        problems.append(Problem(field, f"must be in the years {TIMESTAMP_YEARS[0]}-"
+                                       f"{TIMESTAMP_YEARS[1]}, got {value!r}"))
         return None
     return parsed.astimezone(UTC)
+
+
+def is_fingerprint(text: str) -> bool:
+    """64 lowercase hex digits: the form ``fingerprint`` produces."""
+    return _FINGERPRINT.fullmatch(text) is not None

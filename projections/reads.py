@@ -98,3 +98,22 @@ class ProjectionReads:
         with self.ledger.transaction() as cursor:
             found = self.tables.read(cursor, SIGNALS, "WHERE fingerprint = %s", (fingerprint,))
         return found[0] if found else None
+
+
+def with_projection_rows(ledger: Ledger, trail: dict[str, Any]) -> dict[str, Any]:
+    """A signal's trail (``Ledger.signal_trail``) completed by its last step: the rows the
+    tables hold for it — its ``signal_log`` row and the rows of the positions its decision
+    touched (None where not projected yet), at the tables' log position."""
+    reads = ProjectionReads(ledger)
+    with ledger.transaction(snapshot=True) as cursor:
+        position = reads.tables.tracked(cursor)
+        signal = reads.tables.read(cursor, SIGNALS, "WHERE fingerprint = %s",
+                                   (trail["fingerprint"],))
+        positions = {}
+        for position_id in trail["decision"].get("position_ids", []):
+            found = reads.tables.read(cursor, POSITIONS, "WHERE position_id = %s",
+                                      (position_id,))
+            positions[position_id] = found[0] if found else None
+    return {**trail, "projection_rows": {"log_position": position,
+                                         "signal_log": signal[0] if signal else None,
+                                         "portfolio_positions": positions}}

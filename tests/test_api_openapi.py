@@ -62,7 +62,7 @@ def test_every_operation_keeps_its_documented_contract(served, mode):
     assert {o.path for o in operations} == {
         "/webhook", "/webhook/{portfolio}", "/portfolio", "/positions",
         "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
-        "/health", "/ready", "/metrics"}
+        "/signals/{fingerprint}/trail", "/health", "/ready", "/metrics"}
 
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and operation.path in TAKES_NO_INPUT:
@@ -94,4 +94,26 @@ def test_the_document_is_served_and_names_every_route(served):
     with server.client() as client:
         document = client.get("/openapi.json").json()
     assert document["openapi"].startswith("3.0")
-    assert len(document["paths"]) == 11
+    assert len(document["paths"]) == 12
+
+
+def test_audit_answers_about_real_signals_keep_the_contract(served):
+    # Fuzzing finds no decided fingerprint and no interesting as-of time by chance: ask about
+    # the fixture's own signals, positions and decision times, and check each answer.
+    server, ledger = served
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    trail = schema["/signals/{fingerprint}/trail"]["GET"]
+    history = schema["/positions/{position_id}/history"]["GET"]
+    portfolio = schema["/portfolio"]["GET"]
+    cases = []
+    for position_id in ("default:BANK_NIFTY:Long_1:1", "default:BANK_NIFTY:Long_2:1"):
+        cases.append(history.Case(path_parameters={"position_id": position_id}))
+        for entry in ledger.position_history(position_id):
+            fingerprint = entry["signal"]["fingerprint"]
+            cases.append(trail.Case(path_parameters={"fingerprint": fingerprint}))
+            cases.append(portfolio.Case(query={"as_of": entry["recorded_at"]}))
+    for case in cases:
+        response = case.call(base_url=server.url, headers=headers, timeout=10)
+        assert response.status_code == 200, (case.path, response.text)
+        case.validate_response(response, headers=headers, checks=CONFORMANCE)

@@ -192,7 +192,8 @@ def test_health_ready_and_openapi_need_no_token(api):
     document = api.get("/openapi.json").json()
     assert {"/webhook", "/webhook/{portfolio}", "/portfolio", "/positions",
             "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
-            "/health", "/ready", "/metrics", "/openapi.json"} == set(document["paths"])
+            "/signals/{fingerprint}/trail", "/health", "/ready", "/metrics",
+            "/openapi.json"} == set(document["paths"])
 
 
 def test_ready_is_503_on_a_store_never_migrated(new_store_url, backend):
