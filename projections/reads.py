@@ -38,6 +38,8 @@ class ProjectionReads:
 
     def portfolio(self, name: str) -> dict[str, Any]:
         with self.ledger.transaction() as cursor:
+            self.tables.lock_for_reading(cursor, (PORTFOLIO_STATE.name, PYRAMIDING.name,
+                                                  POSITIONS.name))
             state = self.tables.read(cursor, PORTFOLIO_STATE, "WHERE portfolio = %s", (name,))
             if not state:
                 if self.ledger.config.portfolio(name) is None:
@@ -106,6 +108,7 @@ def with_projection_rows(ledger: Ledger, trail: dict[str, Any]) -> dict[str, Any
     touched (None where not projected yet), at the tables' log position."""
     reads = ProjectionReads(ledger)
     with ledger.transaction(snapshot=True) as cursor:
+        reads.tables.lock_for_reading(cursor, (SIGNALS.name, POSITIONS.name))
         position = reads.tables.tracked(cursor)
         signal = reads.tables.read(cursor, SIGNALS, "WHERE fingerprint = %s",
                                    (trail["fingerprint"],))

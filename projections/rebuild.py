@@ -57,17 +57,18 @@ class RebuildReport:
 
 
 def table_names(names: Iterable[str] | None) -> tuple[str, ...]:
-    chosen = tuple(dict.fromkeys(names or TABLES))
-    unknown = [n for n in chosen if n not in TABLES]
+    """The tables named (default: all), in ``TABLES`` order."""
+    asked = set(names or TABLES)
+    unknown = sorted(asked - set(TABLES))
     if unknown:
         raise UnknownProjection(f"no projection {', '.join(map(repr, unknown))} "
                                 f"(there are: {', '.join(TABLES)})")
-    return chosen
+    return tuple(t for t in TABLES if t in asked)
 
 
 def rebuild(ledger: Ledger, names: Iterable[str] | None = None, *,
             progress: Callable[[int, int], None] | None = None) -> RebuildReport:
-    chosen = table_names(names)
+    chosen = table_names(names)  # in TABLES order: the order every lock is taken in
     everything = set(chosen) == set(TABLES)
     suffix = f"__r{uuid.uuid4().hex[:8]}"
     copies = {name: f"{name}{suffix}" for name in chosen}
@@ -76,6 +77,7 @@ def rebuild(ledger: Ledger, names: Iterable[str] | None = None, *,
     batch = ledger.config.limits.projection_rebuild_batch_events
     started = time.perf_counter()
     with ledger.transaction() as cursor:
+        live.lock_tracked(cursor)  # SQLite: the write lock first (a read cannot upgrade)
         for name, copy in copies.items():
             _create_copy(cursor, ledger.store.backend, name, copy, suffix)
     try:
@@ -99,6 +101,9 @@ def rebuild(ledger: Ledger, names: Iterable[str] | None = None, *,
                     locked = live.lock_tracked(cursor)
                     if locked > projector.position:
                         continue  # the live runner moved on: catch up with it first
+                    if ledger.store.backend == "postgres":  # in the readers' order
+                        cursor.execute(f"LOCK TABLE {', '.join(copies)} IN ACCESS EXCLUSIVE "
+                                       f"MODE")
                     for name, copy in copies.items():
                         _swap(cursor, ledger.store.backend, name, copy)
                     if everything:

@@ -171,6 +171,8 @@ class ProjectionRunner:
 
     def _resume(self, position: int) -> Projector:
         with self.ledger.transaction() as cursor:
+            self.tables.lock_for_reading(cursor, (PORTFOLIO_STATE.name, POSITIONS.name,
+                                                  INSTANCES.name, STATISTICS.name))
             stored = {
                 PORTFOLIO_STATE.name: self.tables.read(cursor, PORTFOLIO_STATE),
                 POSITIONS.name: self.tables.read(cursor, POSITIONS,

@@ -56,6 +56,14 @@ class TableStore:
         cursor.execute(f"UPDATE {TRACKING} SET position = {self.p}, updated_at = {self.p} "
                        f"WHERE name = {self.p}", (position, _now(self.backend), TRACKING_NAME))
 
+    def lock_for_reading(self, cursor: Any, tables: Iterable[str]) -> None:
+        """Postgres: take a transaction's read locks on several tables at once, in the one
+        order every multi-table transaction uses (``TABLES``), so a reader and a rebuild's
+        swap can never wait on each other in a cycle. SQLite needs none."""
+        if self.backend == "postgres":
+            names = [self.name(t) for t in TABLES if t in set(tables)]
+            cursor.execute(f"LOCK TABLE {', '.join(names)} IN ACCESS SHARE MODE")
+
     # -- rows ------------------------------------------------------------------------------
 
     def write(self, cursor: Any, changes: Changes) -> None:

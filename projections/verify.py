@@ -42,6 +42,7 @@ def verify(ledger: Ledger) -> tuple[int, list[str]]:
     """(the position verified at, the differences found: empty when the tables are right)."""
     store = TableStore(ledger)
     with ledger.transaction(snapshot=True) as cursor:
+        store.lock_for_reading(cursor, TABLES)
         position = store.tracked(cursor)
         stored = {name: {tuple(row[k] for k in table.key): row
                          for row in store.read(cursor, table)}

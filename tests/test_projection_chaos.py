@@ -199,7 +199,7 @@ def test_rebuild_while_a_writer_appends_and_a_reader_reads(open_ledger, tmp_path
         everything = rebuild(main)
         assert everything.events >= everything.position > 0
         some = rebuild(main, ["signal_log", "portfolio_positions"])
-        assert some.tables == ("signal_log", "portfolio_positions")
+        assert some.tables == ("portfolio_positions", "signal_log")  # TABLES order
         _until(lambda: reader.polls > before[0] + 5, what="the reader")
         # The writer kept deciding through both rebuilds.
         assert len(trader.tally.fingerprints) > before[1]

@@ -186,3 +186,36 @@ def test_a_new_column_is_filled_for_old_events_by_a_rebuild(books, monkeypatch):
         assert Decimal(r["stop_distance"]) == (Decimal(r["highest_close"])
                                                - Decimal(r["current_stop"])) > 0
     assert verify(books)[1] == []
+
+
+def test_rebuild_waits_for_a_writer_holding_the_sqlite_lock(tmp_path):
+    # Found by the rebuild-under-load test: a rebuild whose first statement was a read could
+    # not upgrade to the write lock while a decision was writing, and failed at once.
+    import sqlite3
+    import threading
+
+    import migrations
+
+    path = tmp_path / "held.sqlite3"
+    ledger = Ledger(make_config(), f"sqlite:///{path}")
+    migrations.migrate(ledger)
+    ledger.decide(Alerts().base(52000, 51900, 100))
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE projection_tracking SET updated_at = updated_at")
+    outcome: list[object] = []
+    rebuilding = threading.Thread(target=lambda: outcome.append(_attempt(rebuild, ledger)))
+    rebuilding.start()
+    rebuilding.join(0.3)  # the rebuild is waiting on the writer's lock now
+    writer.execute("COMMIT")
+    rebuilding.join(10)
+    assert len(outcome) == 1 and not isinstance(outcome[0], Exception), outcome
+    assert verify(ledger)[1] == []
+    ledger.close()
+
+
+def _attempt(f, *args):
+    try:
+        return f(*args)
+    except Exception as e:  # reported by the assertion, with its message
+        return e

@@ -41,7 +41,7 @@ def test_commands_project_verify_and_rebuild(store_url, ledger):
     assert rebuilt.returncode == 0, rebuilt.stderr
     report = lines(rebuilt)[0]
     assert (report["tables"], report["events"], report["position"]) == (
-        ["signal_log", "portfolio_positions"], head, head)
+        ["portfolio_positions", "signal_log"], head, head)
     assert report["events_per_s"] > 0 and b"events/s" in rebuilt.stderr
     unknown = run(store_url, "rebuild-projections", "nope")
     assert unknown.returncode == 2 and b"no projection 'nope'" in unknown.stderr
