@@ -605,8 +605,9 @@ class Ledger(Application[UUID]):
                 "as_of": wire.iso(at.astimezone(UTC))}
 
 
-def summarize(p: Portfolio, params: PortfolioParams | None) -> dict[str, Any]:
-    """The books of one portfolio state, JSON-ready: what ``ledger portfolio --json`` prints.
+def book_figures(p: Portfolio, params: PortfolioParams | None) -> dict[str, Any]:
+    """Equity, risk, volatility and margin of one portfolio state, JSON-ready (shared by
+    ``summarize`` and the ``portfolio_state`` projection).
 
     ``params`` is the portfolio's configuration (None for one since removed from it: blended
     equity and the default 60 % margin cap).
@@ -614,10 +615,34 @@ def summarize(p: Portfolio, params: PortfolioParams | None) -> dict[str, Any]:
     mode = params.equity_mode if params else "blended"
     equity = p.equity(mode)
     unrealized = p.unrealized()
+    max_margin = params.max_margin_percent if params else Decimal(60)
+    return {
+        "equity_mode": mode,
+        "initial_capital": wire.money(p.initial_capital),
+        "closed_equity": wire.money(p.closed_equity),
+        "unrealized_pnl": wire.money(unrealized),
+        "open_equity": wire.money(p.closed_equity + unrealized),
+        "equity": wire.money(equity),
+        "total_risk_amount": wire.money(p.open_risk),
+        "total_risk_percent": percent_of(p.open_risk, equity),
+        "total_vol_amount": wire.money(p.open_volatility),
+        "total_vol_percent": percent_of(p.open_volatility, equity),
+        "margin_used": wire.money(p.margin_used),
+        "margin_available": wire.money(equity * max_margin / 100 - p.margin_used),
+    }
 
-    def pct(amount: Decimal) -> str | None:
-        return wire.ratio(amount * 100 / equity) if equity > 0 else None
 
+def percent_of(amount: Decimal, equity: Decimal) -> str | None:
+    """``amount`` as a percentage of ``equity`` (None without equity), to 4 decimals."""
+    return wire.ratio(amount * 100 / equity) if equity > 0 else None
+
+
+def summarize(p: Portfolio, params: PortfolioParams | None) -> dict[str, Any]:
+    """The books of one portfolio state, JSON-ready: what ``ledger portfolio --json`` prints.
+
+    ``params`` as in ``book_figures``.
+    """
+    equity = p.equity(params.equity_mode if params else "blended")
     positions = []
     for h in sorted(p.holdings.values(), key=lambda h: (h.instrument, h.entry_timestamp)):
         mark = p.marks[h.instrument]
@@ -635,26 +660,14 @@ def summarize(p: Portfolio, params: PortfolioParams | None) -> dict[str, Any]:
             "mark": wire.number(mark.price),
             "unrealized_pnl": wire.money(h.pnl_at(mark.price)),
             "risk_amount": wire.money(h.risk),
-            "risk_contribution": pct(h.risk),
-            "vol_contribution": pct(h.volatility),
+            "risk_contribution": percent_of(h.risk, equity),
+            "vol_contribution": percent_of(h.volatility, equity),
             "margin": wire.money(h.margin),
         })
     return {
         "portfolio": p.name,
         "version": p.version,
-        "equity_mode": mode,
-        "initial_capital": wire.money(p.initial_capital),
-        "closed_equity": wire.money(p.closed_equity),
-        "unrealized_pnl": wire.money(unrealized),
-        "open_equity": wire.money(p.closed_equity + unrealized),
-        "equity": wire.money(equity),
-        "total_risk_amount": wire.money(p.open_risk),
-        "total_risk_percent": pct(p.open_risk),
-        "total_vol_amount": wire.money(p.open_volatility),
-        "total_vol_percent": pct(p.open_volatility),
-        "margin_used": wire.money(p.margin_used),
-        "margin_available": wire.money(
-            equity * (params.max_margin_percent if params else 60) / 100 - p.margin_used),
+        **book_figures(p, params),
         "pyramiding_state": {
             instrument: {"base_position_id": s.base_position_id,
                          "last_pyramid_price": wire.number(s.last_pyramid_price),

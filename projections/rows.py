@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger import wire
+from ledger.application import book_figures, percent_of
 from ledger.config import PortfolioParams
 from ledger.domain import Portfolio, Position
 
@@ -23,10 +24,6 @@ ZERO = Decimal(0)
 
 def equity_mode(params: PortfolioParams | None) -> str:
     return params.equity_mode if params else "blended"
-
-
-def _pct(amount: Decimal, equity: Decimal) -> str | None:
-    return wire.ratio(amount * 100 / equity) if equity > 0 else None
 
 
 def position_row(p: Position, book: Portfolio | None, equity: Decimal) -> dict[str, Any]:
@@ -58,8 +55,8 @@ def position_row(p: Position, book: Portfolio | None, equity: Decimal) -> dict[s
         "realized_pnl": wire.money(p.realized_pnl),
         "risk_amount": wire.money(holding.risk if holding else ZERO),
         "margin": wire.money(holding.margin if holding else ZERO),
-        "risk_contribution": _pct(holding.risk, equity) if holding else wire.ratio(ZERO),
-        "vol_contribution": _pct(holding.volatility, equity) if holding else wire.ratio(ZERO),
+        "risk_contribution": percent_of(holding.risk, equity) if holding else wire.ratio(ZERO),
+        "vol_contribution": percent_of(holding.volatility, equity) if holding else wire.ratio(ZERO),
         "entry_risk_contribution": wire.ratio(p.risk_contribution),
         "entry_vol_contribution": wire.ratio(p.vol_contribution),
         "equity_at_entry": wire.money(p.equity_at_entry),
@@ -97,24 +94,9 @@ def position_row(p: Position, book: Portfolio | None, equity: Decimal) -> dict[s
 
 def portfolio_state_row(p: Portfolio, params: PortfolioParams | None) -> dict[str, Any]:
     """A ``portfolio_state`` row: the scalar keys of ``ledger portfolio --json``."""
-    mode = equity_mode(params)
-    equity = p.equity(mode)
-    unrealized = p.unrealized()
-    max_margin = params.max_margin_percent if params else Decimal(60)
     return {
         "portfolio": p.name,
-        "equity_mode": mode,
-        "initial_capital": wire.money(p.initial_capital),
-        "closed_equity": wire.money(p.closed_equity),
-        "unrealized_pnl": wire.money(unrealized),
-        "open_equity": wire.money(p.closed_equity + unrealized),
-        "equity": wire.money(equity),
-        "total_risk_amount": wire.money(p.open_risk),
-        "total_risk_percent": _pct(p.open_risk, equity),
-        "total_vol_amount": wire.money(p.open_volatility),
-        "total_vol_percent": _pct(p.open_volatility, equity),
-        "margin_used": wire.money(p.margin_used),
-        "margin_available": wire.money(equity * max_margin / 100 - p.margin_used),
+        **book_figures(p, params),
         "open_positions": len(p.holdings),
         "version": p.version,
         "updated_at": wire.iso(p.modified_on),
