@@ -15,6 +15,8 @@
 - ``ledger_projection_leader``: 1 if this process runs the projections, 0 if it stands by
   (absent when the service runs no runner).
 - ``ledger_projection_events_applied_total``: events this process's runner has applied.
+- ``ledger_projection_batches_failed_total``: batches that raised and were retried (a runner
+  stuck on one batch shows here, in the log, and as growing lag).
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ class _ProjectionValues:
             yield CounterMetricFamily("ledger_projection_events_applied",
                                       "Events this process's projection runner has applied",
                                       value=self.runner.applied)
+            yield CounterMetricFamily("ledger_projection_batches_failed",
+                                      "Projection batches that raised and were retried",
+                                      value=self.runner.failures)
         try:
             behind = lag(self.ledger)
         except PersistenceError as e:

@@ -14,6 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from ledger import wire
 from ledger.application import book_figures, percent_of
 from ledger.config import PortfolioParams
@@ -115,6 +117,12 @@ def pyramiding_rows(p: Portfolio) -> list[dict[str, Any]]:
     } for instrument, s in sorted(p.pyramiding.items())]
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON gives it back: exact decimals (an alert's ``"er": 0.82``) become
+    strings, as every answer writes them, so a row compares equal after a round trip."""
+    return orjson.loads(wire.dumps(value))
+
+
 def signal_row(log_id: int, decided: Any) -> dict[str, Any]:
     """A ``signal_log`` row from a signal's SignalDecided event (its first delivery)."""
     decision = decided.decision
@@ -139,7 +147,7 @@ def signal_row(log_id: int, decided: Any) -> dict[str, Any]:
         "processed_by_instance": decided.instance_id,
         "last_delivery_at": wire.iso(decided.received_at),
         "last_delivery_instance": decided.instance_id,
-        "payload": decided.payload,
+        "payload": jsonable(decided.payload),
         "decision": decision,
         "version": 1,
     }

@@ -166,6 +166,7 @@ class ProjectionRunner:
         self._thread: threading.Thread | None = None
         self.applied = 0  # events this runner has applied (metrics)
         self.resumes = 0
+        self.failures = 0  # batches that raised (retried; metrics: a stuck runner shows)
 
     # -- one batch -------------------------------------------------------------------------
 
@@ -269,6 +270,7 @@ class ProjectionRunner:
             try:
                 applied = self.step()
             except Exception:
+                self.failures += 1
                 log.warning("projection batch failed; retrying", exc_info=True)
                 self._stop.wait(standby_s)
                 continue

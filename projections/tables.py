@@ -109,8 +109,9 @@ def to_db(kind: str, value: Any, backend: str) -> Any:
     if kind == "ts":
         moment = datetime.fromisoformat(value).astimezone(UTC)
         return moment if backend == "postgres" else moment.strftime(_SQLITE_TS)
-    if kind == "json":
-        return Jsonb(value) if backend == "postgres" else orjson.dumps(value).decode()
+    if kind == "json":  # rows are JSON-ready; wire.dumps still writes a stray Decimal exactly
+        text = wire.dumps(value).decode()
+        return Jsonb(value, dumps=lambda _: text) if backend == "postgres" else text
     if kind == "bool":
         return bool(value) if backend == "postgres" else int(bool(value))
     return value

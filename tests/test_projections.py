@@ -7,6 +7,7 @@ the contract every read model keeps; ``ProjectionReads`` must also answer exactl
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from decimal import Decimal
 
@@ -219,3 +220,19 @@ def _attempt(f, *args):
         return f(*args)
     except Exception as e:  # reported by the assertion, with its message
         return e
+
+
+def test_fractional_alert_fields_are_stored_exactly(open_ledger):
+    # Found running the README's service: an alert's "er": 0.82 is a Decimal in the payload,
+    # which the JSON columns could not store, and the runner retried that batch forever.
+    ledger = open_ledger(make_config("alpha"))
+    a = Alerts()
+    # As TradingView sends them: JSON text, whose numbers the ledger reads as exact decimals.
+    ledger.decide(json.dumps(a.base(52000.05, 51650.5, 350.25, er=0.82)), "default")
+    ledger.decide(json.dumps(a.mark(52100.15, 349.75)), "default")
+    ProjectionRunner(ledger).catch_up()
+    assert lag(ledger).events == 0
+    assert verify(ledger)[1] == []
+    same_answers(ledger)
+    (signal,) = ProjectionReads(ledger).signals(portfolio="default", limit=1)
+    assert (signal["payload"]["price"], signal["payload"]["atr"]) == ("52100.15", "349.75")
