@@ -106,11 +106,12 @@ class Runtime:
                 log.warning("%s: calls still running after %d ms; closing the store under "
                             "them (each is one transaction: none commits half)", pool.name,
                             self.settings.shutdown_wait_ms)
+        if self._ledger is not None:
+            self._record_instance(started=False)
         if self.projections is not None:
             self.projections.stop(timeout_s=wait_s)
             self.projections.ledger.close()
         if self._ledger is not None:
-            self._record_instance(started=False)
             self._ledger.close()
 
 

@@ -257,7 +257,14 @@ class ProjectionRunner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            stopped = not self._thread.is_alive()
             self._thread = None
+            if stopped and self.leadership.held:
+                try:  # a last batch: what this process appended while stopping
+                    self.step()
+                except Exception:
+                    log.warning("last projection batch failed (the next runner applies it)",
+                                exc_info=True)
         self.leadership.release()
 
     def run(self) -> None:
