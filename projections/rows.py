@@ -255,7 +255,8 @@ class Statistics:
         drawdown = self.peak_closed_equity - value
         if drawdown > self.max_drawdown:
             self.max_drawdown = drawdown
-            self.max_drawdown_percent = drawdown * 100 / self.peak_closed_equity
+            if self.peak_closed_equity > 0:
+                self.max_drawdown_percent = drawdown * 100 / self.peak_closed_equity
 
     def row(self) -> dict[str, Any]:
         return {

@@ -236,3 +236,23 @@ def test_fractional_alert_fields_are_stored_exactly(open_ledger):
     same_answers(ledger)
     (signal,) = ProjectionReads(ledger).signals(portfolio="default", limit=1)
     assert (signal["payload"]["price"], signal["payload"]["atr"]) == ("52100.15", "349.75")
+
+
+def test_trading_statistics_of_the_scenario(books):
+    ProjectionRunner(books).catch_up()
+    with books.transaction() as cursor:
+        stats = {r["portfolio"]: r for r in TableStore(books).read(
+            cursor, TABLES["trading_statistics"])}
+    pyramid_pnl = Decimal(ProjectionReads(books).position(
+        "default:BANK_NIFTY:Long_2:1")["realized_pnl"])
+    assert pyramid_pnl > 0
+    default = stats["default"]
+    assert (default["trades"], default["winning_trades"], default["losing_trades"]) == (1, 1, 0)
+    assert default["win_rate"] == "100.0000" and default["profit_factor"] is None
+    assert Decimal(default["gross_profit"]) == Decimal(default["net_pnl"]) == pyramid_pnl
+    assert Decimal(default["largest_win"]) == pyramid_pnl
+    assert (default["signals_decided"], default["signals_accepted"],
+            default["signals_rejected"], default["duplicate_deliveries"]) == (5, 4, 1, 1)
+    assert Decimal(default["peak_closed_equity"]) == 5_000_000 + pyramid_pnl
+    assert default["max_drawdown"] == "0.00"
+    assert (stats["alpha"]["trades"], stats["alpha"]["signals_decided"]) == (0, 1)
