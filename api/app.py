@@ -151,6 +151,7 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
         Route("/signals/{fingerprint}/trail", queries.signal_trail, methods=["GET"]),
         Route("/health", health.health, methods=["GET"]),
         Route("/ready", health.ready, methods=["GET"]),
+        Route("/ready/webhook", health.ready_for_webhooks, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]

@@ -1,6 +1,7 @@
 """GET /health (the process answers), /ready (the store answers, is fully migrated, and the
-projection tables the reads answer from are within bounds of the log), /metrics (Prometheus
-text). For load balancers and monitoring; no token needed.
+projection tables the reads answer from are within bounds of the log), /ready/webhook (the
+same without the projections: what deciding needs), /metrics (Prometheus text). For load
+balancers and monitoring; no token needed.
 """
 
 from __future__ import annotations
@@ -48,7 +49,12 @@ class Health:
                 if self.rt.projections is not None else "elsewhere"}
         return readiness
 
-    async def ready(self, request: Request) -> Response:
+    async def ready_for_webhooks(self, request: Request) -> Response:
+        """Decisions never read the projection tables: a load balancer that routes webhooks
+        should ask this, so stale read tables never turn alerts away."""
+        return await self.ready(request, projections=False)
+
+    async def ready(self, request: Request, *, projections: bool = True) -> Response:
         try:
             readiness = await self.rt.reads_pool.run(
                 self._readiness, timeout_s=self.rt.settings.request_timeout_ms / 1000)
@@ -59,7 +65,7 @@ class Health:
                                            f"versions {readiness['missing_versions']})")
         limits = self.rt.ledger.config.limits
         behind = readiness["projections"]
-        if (behind["lag_events"] > limits.projection_lag_events_max
+        if projections and (behind["lag_events"] > limits.projection_lag_events_max
                 or behind["lag_seconds"] > limits.projection_lag_s_max):
             return error(503, "projections_behind",
                          f"the projection tables are {behind['lag_events']} events "

@@ -349,6 +349,14 @@ def document(*, list_limit_max: int, list_limit_default: int,
                                        "application/json": {"schema": {"type": "object"}}}},
                                    "503": _err("Store unreachable, not migrated, or the "
                                                "projections lag beyond their bounds")}}},
+            "/ready/webhook": {"get": {
+                "summary": "The store answers and is fully migrated: all deciding needs (route "
+                           "webhooks on this, so stale read tables never turn alerts away)",
+                "operationId": "readyForWebhooks",
+                "responses": {
+                    "200": {"description": "ready", "content": {
+                        "application/json": {"schema": {"type": "object"}}}},
+                    "503": _err("Store unreachable or not migrated")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics",
                                  "responses": {"200": {"description": "text exposition format",
                                                        "content": {"text/plain": {

@@ -192,7 +192,7 @@ def test_health_ready_and_openapi_need_no_token(api):
     document = api.get("/openapi.json").json()
     assert {"/webhook", "/webhook/{portfolio}", "/portfolio", "/positions",
             "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
-            "/signals/{fingerprint}/trail", "/health", "/ready", "/metrics",
+            "/signals/{fingerprint}/trail", "/health", "/ready", "/ready/webhook", "/metrics",
             "/openapi.json"} == set(document["paths"])
 
 

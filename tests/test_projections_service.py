@@ -70,6 +70,9 @@ def test_ready_turns_503_when_the_tables_lag_beyond_their_bound(store_url, ledge
         r = client.get("/ready")
         assert r.status_code == 503 and r.json()["error"] == "projections_behind"
         assert r.json()["projections"]["lag_events"] == lag(ledger).head > 3
+        # Deciding does not read the tables: webhooks stay routable meanwhile.
+        r = client.get("/ready/webhook")
+        assert r.status_code == 200 and r.json()["projections"]["lag_events"] > 3
         metrics = client.get("/metrics").text
         assert f"ledger_projection_lag_events {float(lag(ledger).head)}" in metrics
         ProjectionRunner(ledger).catch_up()
