@@ -10,6 +10,7 @@ SQLite), ``ts`` (TIMESTAMPTZ; fixed-width UTC text on SQLite so it sorts), ``jso
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,10 +111,17 @@ def to_db(kind: str, value: Any, backend: str) -> Any:
         moment = datetime.fromisoformat(value).astimezone(UTC)
         return moment if backend == "postgres" else moment.strftime(_SQLITE_TS)
     if kind == "json":
-        return Jsonb(value) if backend == "postgres" else orjson.dumps(value).decode()
+        return Jsonb(value) if backend == "postgres" else _json_text(value)
     if kind == "bool":
         return bool(value) if backend == "postgres" else int(bool(value))
     return value
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits (an alert may carry any number): stdlib
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def from_db(kind: str, value: Any) -> Any:
@@ -126,7 +134,8 @@ def from_db(kind: str, value: Any) -> Any:
         moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
         return wire.iso(moment.astimezone(UTC))
     if kind == "json":
-        return orjson.loads(value) if isinstance(value, str | bytes) else value
+        # Not orjson: it reads integers beyond 64 bits as floats (psycopg's jsonb: json too).
+        return json.loads(value) if isinstance(value, str | bytes) else value
     if kind == "bool":
         return bool(value)
     return value
