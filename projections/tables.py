@@ -117,6 +117,20 @@ def to_db(kind: str, value: Any, backend: str) -> Any:
     return value
 
 
+def to_copy(kind: str, value: Any) -> Any:
+    """A JSON-ready row value for Postgres ``COPY ... FROM STDIN`` (text format): the server
+    parses the same text ``to_db``'s objects are sent as, without building them first.
+    Money and prices are already exact decimal strings; UTC times (``wire.iso``: a 'Z'
+    suffix) and JSON go as text; anything else takes ``to_db``'s way."""
+    if kind == "num" and type(value) is str:
+        return value
+    if kind == "ts" and type(value) is str and value.endswith("Z"):
+        return value
+    if kind == "json" and value is not None:
+        return _json_text(value)
+    return to_db(kind, value, "postgres")
+
+
 def _json_text(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
