@@ -5,7 +5,9 @@ swap them in atomically, while ingestion and the live runner keep going.
    constraints and indexes (the migrations stay the schema's single source: add a column in
    a migration, teach ``projections.rows`` to fill it, rebuild).
 2. Replay the log into the copies, ``projection_rebuild_batch_events`` per transaction
-   (rows a batch touches many times are written once; new signal rows go by COPY).
+   (rows a batch touches many times are written once; new signal rows go by COPY). On
+   Postgres the next chunk is read and the last one's rows written while the projector folds
+   (docs/BENCHMARKS.md, "Projection rebuild": the replay is bound by decoding events).
 3. Catch up with the live tables' tracked position, then, holding the tracking row's lock
    (the live runner waits on it), drop each live table and rename its copy into place, in one
    transaction. Readers see the old table or the new one, never neither. Rebuilding every
