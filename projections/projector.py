@@ -16,11 +16,13 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import CanMutateAggregate
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError
+from eventsourcing.utils import retry
 
 from ledger.application import Ledger
 from ledger.domain import Portfolio, Position, SignalRecord
@@ -35,6 +37,11 @@ from projections.tables import (
 )
 
 SIGNALS_REMEMBERED_MAX = 100_000  # signal streams whose fingerprint and portfolio are kept
+STREAM_IDS_CACHED_MAX = 65_536  # stream ids (uuid5 of the name) kept: hashing costs ~10 us
+
+# Every mark dirties each holding of its portfolio: their stream ids are hashed again and again.
+_portfolio_id = lru_cache(maxsize=STREAM_IDS_CACHED_MAX)(Portfolio.create_id)
+_position_id = lru_cache(maxsize=STREAM_IDS_CACHED_MAX)(Position.create_id)
 
 
 @dataclass
@@ -144,7 +151,7 @@ class Projector:
         self.portfolios[p.id] = p
         self._dirty_portfolios.add(p.id)
         for position_id in held | set(p.holdings):
-            self._dirty_positions.add(Position.create_id(position_id))
+            self._dirty_positions.add(_position_id(position_id))
         stats = self._stats(p.name, p.initial_capital)
         stats.closed_equity(p.closed_equity)
         stats.updated_at = p.modified_on
@@ -157,7 +164,7 @@ class Projector:
         self._dirty_positions.add(pos.id)
         name = type(event).__name__
         if name in ("Exited", "RolledOver"):
-            book = self.portfolios.get(Portfolio.create_id(pos.portfolio))
+            book = self.portfolios.get(_portfolio_id(pos.portfolio))
             stats = self._stats(pos.portfolio, book.initial_capital if book else Decimal(0))
             if name == "Exited":
                 stats.trade(pos.realized_pnl + pos.rollover_pnl)
@@ -225,7 +232,7 @@ class Projector:
     def _stats(self, portfolio: str, initial_capital: Decimal | None) -> rows.Statistics:
         if portfolio not in self.stats:
             if initial_capital is None:
-                book = self.portfolios.get(Portfolio.create_id(portfolio))
+                book = self.portfolios.get(_portfolio_id(portfolio))
                 params = self.ledger.config.portfolio(portfolio)
                 initial_capital = (book.initial_capital if book else
                                    params.initial_capital if params else Decimal(0))
@@ -263,7 +270,7 @@ class Projector:
             pos = self.positions.get(position_uuid)
             if pos is None:
                 continue  # opened by an event of the next batch; written then
-            book = self.portfolios.get(Portfolio.create_id(pos.portfolio))
+            book = self.portfolios.get(_portfolio_id(pos.portfolio))
             if pos.portfolio not in equities:
                 equities[pos.portfolio] = (book.equity(rows.equity_mode(config.portfolio(
                     pos.portfolio))) if book is not None else Decimal(0))
@@ -287,8 +294,7 @@ def chunks(ledger: Ledger, after: int, limit: int, stop: int | None = None
            ) -> Iterator[list[Notification]]:
     """The log after position ``after`` (up to ``stop``), ``limit`` notifications at a time."""
     while True:
-        batch = list(ledger.recorder.select_notifications(
-            after, limit, stop=stop, inclusive_of_start=False))
+        batch = read_chunk(ledger, after, limit, stop)
         if not batch:
             return
         yield batch
@@ -297,4 +303,30 @@ def chunks(ledger: Ledger, after: int, limit: int, stop: int | None = None
             return
 
 
-__all__ = ["Changes", "Projector", "chunks", "ends_transaction"]
+def read_chunk(ledger: Ledger, after: int, limit: int, stop: int | None = None
+               ) -> list[Notification]:
+    """Up to ``limit`` notifications after position ``after`` (up to ``stop``)."""
+    if ledger.store.backend == "postgres":
+        return _select_binary(ledger, after, limit, stop)
+    return list(ledger.recorder.select_notifications(after, limit, stop=stop,
+                                                     inclusive_of_start=False))
+
+
+@retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's
+def _select_binary(ledger: Ledger, after: int, limit: int, stop: int | None
+                   ) -> list[Notification]:
+    """The recorder's ``select_notifications`` query, fetched in binary: the library's text
+    fetch hex-encodes every event's state and took ~3/4 of the time of a chunk's read."""
+    sql = (f"SELECT notification_id, originator_id, originator_version, topic, state "
+           f"FROM {ledger.recorder.events_table_name} WHERE notification_id > %s"
+           f"{' AND notification_id <= %s' if stop is not None else ''} "
+           f"ORDER BY notification_id LIMIT %s")
+    params = (after, stop, limit) if stop is not None else (after, limit)
+    with ledger.transaction() as cursor:
+        cursor.execute(sql, params, binary=True)
+        return [Notification(id=r["notification_id"], originator_id=r["originator_id"],
+                             originator_version=r["originator_version"], topic=r["topic"],
+                             state=bytes(r["state"])) for r in cursor.fetchall()]
+
+
+__all__ = ["Changes", "Projector", "chunks", "ends_transaction", "read_chunk"]

@@ -8,18 +8,18 @@ read models agree by construction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
 from ledger import wire
 from ledger.application import book_figures, percent_of
 from ledger.config import PortfolioParams
 from ledger.domain import Portfolio, Position
+from projections.tables import json_text
 
 ZERO = Decimal(0)
 
@@ -120,7 +120,7 @@ def pyramiding_rows(p: Portfolio) -> list[dict[str, Any]]:
 def jsonable(value: Any) -> Any:
     """``value`` as JSON gives it back: exact decimals (an alert's ``"er": 0.82``) become
     strings, as every answer writes them, so a row compares equal after a round trip."""
-    return orjson.loads(wire.dumps(value))
+    return json.loads(json_text(value))  # stdlib: orjson reads big integers as floats
 
 
 def signal_row(log_id: int, decided: Any) -> dict[str, Any]:

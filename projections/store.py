@@ -12,7 +12,18 @@ from typing import Any
 
 from ledger.application import Ledger
 from projections.projector import Changes
-from projections.tables import SIGNALS, TABLES, TRACKING, TRACKING_NAME, Table, decode, to_db
+from projections.tables import (
+    SIGNALS,
+    TABLES,
+    TRACKING,
+    TRACKING_NAME,
+    Table,
+    decode,
+    to_copy,
+    to_db,
+)
+
+COPY_ROWS_MIN = 101  # new signal rows from which COPY beats a multi-row INSERT (Postgres)
 
 
 class TableStore:
@@ -93,10 +104,11 @@ class TableStore:
 
     def _insert(self, cursor: Any, table: Table, rows: list[dict[str, Any]]) -> None:
         name, cols = self.name(table.name), ", ".join(table.column_names)
-        if self.backend == "postgres" and len(rows) > 100:
+        if self.backend == "postgres" and len(rows) >= COPY_ROWS_MIN:
+            columns = table.columns
             with cursor.copy(f"COPY {name} ({cols}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row(self._convert(table, row))
+                    copy.write_row([to_copy(kind, row[c]) for c, kind in columns])
             return
         sql = f"INSERT INTO {name} ({cols}) VALUES ({', '.join([self.p] * len(table.columns))})"
         cursor.executemany(sql, [self._convert(table, r) for r in rows])

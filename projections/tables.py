@@ -10,13 +10,13 @@ SQLite), ``ts`` (TIMESTAMPTZ; fixed-width UTC text on SQLite so it sorts), ``jso
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from psycopg.types.json import Jsonb
 
 from ledger import wire
@@ -109,12 +109,35 @@ def to_db(kind: str, value: Any, backend: str) -> Any:
     if kind == "ts":
         moment = datetime.fromisoformat(value).astimezone(UTC)
         return moment if backend == "postgres" else moment.strftime(_SQLITE_TS)
-    if kind == "json":  # rows are JSON-ready; wire.dumps still writes a stray Decimal exactly
-        text = wire.dumps(value).decode()
+    if kind == "json":
+        text = json_text(value)
         return Jsonb(value, dumps=lambda _: text) if backend == "postgres" else text
     if kind == "bool":
         return bool(value) if backend == "postgres" else int(bool(value))
     return value
+
+
+def to_copy(kind: str, value: Any) -> Any:
+    """A JSON-ready row value for Postgres ``COPY ... FROM STDIN`` (text format): the server
+    parses the same text ``to_db``'s objects are sent as, without building them first.
+    Money and prices are already exact decimal strings; UTC times (``wire.iso``: a 'Z'
+    suffix) and JSON go as text; anything else takes ``to_db``'s way."""
+    if kind == "num" and type(value) is str:
+        return value
+    if kind == "ts" and type(value) is str and value.endswith("Z"):
+        return value
+    if kind == "json" and value is not None:
+        return json_text(value)
+    return to_db(kind, value, "postgres")
+
+
+def json_text(value: Any) -> str:
+    """JSON text of a row value: exact decimals as strings (``wire``), and integers beyond
+    64 bits (an alert may carry any number) by the stdlib, which orjson refuses."""
+    try:
+        return wire.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=wire.number)
 
 
 def from_db(kind: str, value: Any) -> Any:
@@ -127,7 +150,8 @@ def from_db(kind: str, value: Any) -> Any:
         moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
         return wire.iso(moment.astimezone(UTC))
     if kind == "json":
-        return orjson.loads(value) if isinstance(value, str | bytes) else value
+        # Not orjson: it reads integers beyond 64 bits as floats (psycopg's jsonb: json too).
+        return json.loads(value) if isinstance(value, str | bytes) else value
     if kind == "bool":
         return bool(value)
     return value

@@ -15,6 +15,9 @@ from projections.store import TableStore
 from projections.tables import SIGNALS, TABLES
 
 DIFF_LINES_MAX = 50  # differences listed before "... and N more"
+# The snapshot's transaction sits idle while the client decodes each table's rows (seconds
+# per million); the library's session default (5 s) ended it on a 1M-event store.
+SNAPSHOT_IDLE_S_MAX = 600
 
 
 def replay(ledger: Ledger, position: int) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
@@ -42,6 +45,9 @@ def verify(ledger: Ledger) -> tuple[int, list[str]]:
     """(the position verified at, the differences found: empty when the tables are right)."""
     store = TableStore(ledger)
     with ledger.transaction(snapshot=True) as cursor:
+        if ledger.store.backend == "postgres":  # decoding a big table leaves it idle a while
+            cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = "
+                           f"'{SNAPSHOT_IDLE_S_MAX}s'")
         store.lock_for_reading(cursor, TABLES)
         position = store.tracked(cursor)
         stored = {name: {tuple(row[k] for k in table.key): row
