@@ -8,32 +8,16 @@ without parsing prose.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
-import orjson
 from starlette.responses import Response
 
 from ledger import wire
 from ledger.signals import Problem
 
-# A Decimal this far from 1 is an alert's unrelated extra field, not a price: written in
-# positional notation it could be megabytes long, so it is written in scientific notation.
-_POSITIONAL_DIGITS_MAX = 40
-
-
-def _default(obj: Any) -> Any:
-    if isinstance(obj, Decimal):
-        if obj.is_finite() and abs(obj.adjusted()) <= _POSITIONAL_DIGITS_MAX:
-            return wire.number(obj)
-        return str(obj)
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
 
 def dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    return wire.dumps(obj)
 
 
 class JSONResponse(Response):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
+from uuid import UUID
 
 import orjson
 
@@ -27,17 +30,40 @@ def number(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
+# A Decimal this far from 1 is an alert's unrelated extra field, not a price: written in
+# positional notation it could be megabytes long, so it is written in scientific notation.
+POSITIONAL_DIGITS_MAX = 40
+
+
 def _default(obj: Any) -> Any:
     if isinstance(obj, Decimal):
-        return number(obj)
-    if isinstance(obj, (set, frozenset, tuple)):
+        if obj.is_finite() and abs(obj.adjusted()) <= POSITIONAL_DIGITS_MAX:
+            return number(obj)
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, tuple):
         return list(obj)
+    # What orjson writes natively, for the stdlib fallback below (same text as orjson's).
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (datetime, date)):
+        return obj.isoformat()
+    if isinstance(obj, UUID):
+        return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def dumps(obj: Any, *, pretty: bool = False) -> bytes:
+    """JSON bytes; exact decimals as strings. Integers beyond 64 bits (an alert may carry
+    any number in an extra field), which orjson refuses, go through the stdlib."""
     option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if pretty else 0)
-    return orjson.dumps(obj, default=_default, option=option)
+    try:
+        return orjson.dumps(obj, default=_default, option=option)
+    except TypeError:  # a type neither knows raises TypeError here too
+        return json.dumps(obj, default=_default, ensure_ascii=False,
+                          indent=2 if pretty else None,
+                          separators=None if pretty else (",", ":")).encode()
 
 
 def iso(value: datetime | date | None) -> str | None:

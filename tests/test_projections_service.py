@@ -15,6 +15,7 @@ from ledger.application import Ledger
 from projections.runner import ProjectionRunner, lag
 from projections.store import TableStore
 from projections.tables import INSTANCES
+from projections.verify import verify
 from tests.alerts import Alerts
 from tests.api_client import SECRET, service, with_secret
 from tests.conftest import make_config
@@ -117,3 +118,23 @@ def test_instance_metadata_records_each_service_start_and_stop(store_url, ledger
     assert (row["status"], row["signals_processed"], row["version"]) == ("stopped", 1, "0.1.0")
     assert row["started_at"] <= row["last_signal_processed"] <= row["last_heartbeat"]
     assert json.loads(json.dumps(row))["hostname"]
+
+
+def test_extreme_numbers_in_an_alert_are_stored_and_answered(store_url, ledger):
+    # An alert may carry any extra field: an integer beyond 64 bits (which orjson refuses)
+    # and a decimal whose positional form would be megabytes.
+    alert = json.dumps(Alerts().base(52000, 51900, 100))[:-1] + (
+        ', "volume": 1180591620717411303424, "ratio": 1e999}')
+    with service(store_url) as client:
+        decided = client.post("/webhook", content=alert,
+                              headers={"content-type": "application/json"})
+        assert decided.status_code == 200, decided.text
+        after = {"after": decided.json()["log_position"]}
+        r = client.get("/signals", params=after)
+        assert r.status_code == 200, r.text
+        payload = r.json()["signals"][0]["payload"]
+        assert (payload["volume"], payload["ratio"]) == (2 ** 70, "1E+999")
+        trail = client.get(f"/signals/{decided.json()['fingerprint']}/trail", params=after)
+        assert trail.status_code == 200, trail.text
+        assert trail.json()["projection_rows"]["signal_log"]["payload"] == payload
+    assert verify(ledger)[1] == []
