@@ -192,8 +192,11 @@ class Ledger(Application[UUID]):
                                 f"(is it running, and has `ledger migrate` been run?)") from e
 
     @contextmanager
-    def transaction(self, *, snapshot: bool = False) -> Iterator[Any]:
-        """A DB-API cursor in one committed transaction on the event store's database.
+    def transaction(self, *, snapshot: bool = False, read_only: bool = False
+                    ) -> Iterator[Any]:
+        """A DB-API cursor in one transaction on the event store's database, committed at the
+        end unless ``read_only`` (then rolled back; on SQLite it takes a reader connection,
+        so it never queues behind a decision for the writer's).
 
         On Postgres the search path is the configured schema, so unqualified table names
         resolve beside the event tables; ``snapshot`` makes every statement read the same
@@ -201,7 +204,7 @@ class Ledger(Application[UUID]):
         driver (%s or ?).
         """
         datastore = self.recorder.datastore  # type: ignore[attr-defined]
-        with datastore.transaction(commit=True) as cursor:
+        with datastore.transaction(commit=not read_only) as cursor:
             if self.store.backend == "postgres":
                 if snapshot:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -54,7 +54,7 @@ def applied(ledger: Any) -> set[int]:
     from eventsourcing.persistence import PersistenceError
 
     try:
-        with ledger.transaction() as cursor:
+        with ledger.transaction(read_only=True) as cursor:
             cursor.execute("SELECT version FROM schema_migrations")
             return {row[0] if isinstance(row, tuple) else row["version"]
                     for row in cursor.fetchall()}

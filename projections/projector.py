@@ -322,7 +322,7 @@ def _select_binary(ledger: Ledger, after: int, limit: int, stop: int | None
            f"{' AND notification_id <= %s' if stop is not None else ''} "
            f"ORDER BY notification_id LIMIT %s")
     params = (after, stop, limit) if stop is not None else (after, limit)
-    with ledger.transaction() as cursor:
+    with ledger.transaction(read_only=True) as cursor:
         cursor.execute(sql, params, binary=True)
         return [Notification(id=r["notification_id"], originator_id=r["originator_id"],
                              originator_version=r["originator_version"], topic=r["topic"],

@@ -37,7 +37,7 @@ class ProjectionReads:
         self.tables = TableStore(ledger)
 
     def portfolio(self, name: str) -> dict[str, Any]:
-        with self.ledger.transaction() as cursor:
+        with self.ledger.transaction(read_only=True) as cursor:
             self.tables.lock_for_reading(cursor, (PORTFOLIO_STATE.name, PYRAMIDING.name,
                                                   POSITIONS.name))
             state = self.tables.read(cursor, PORTFOLIO_STATE, "WHERE portfolio = %s", (name,))
@@ -73,13 +73,13 @@ class ProjectionReads:
                 where.append(f"{column} = %s")
                 params.append(value)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        with self.ledger.transaction() as cursor:
+        with self.ledger.transaction(read_only=True) as cursor:
             return self.tables.read(
                 cursor, POSITIONS, f"{clause}ORDER BY created_at DESC, position_id DESC "
                 f"LIMIT {int(limit)}", tuple(params))
 
     def position(self, position_id: str) -> dict[str, Any]:
-        with self.ledger.transaction() as cursor:
+        with self.ledger.transaction(read_only=True) as cursor:
             found = self.tables.read(cursor, POSITIONS, "WHERE position_id = %s",
                                      (position_id,))
         if not found:
@@ -91,13 +91,13 @@ class ProjectionReads:
 
     def signals(self, *, portfolio: str | None, limit: int) -> list[dict[str, Any]]:
         clause, params = ("WHERE portfolio = %s ", (portfolio,)) if portfolio else ("", ())
-        with self.ledger.transaction() as cursor:
+        with self.ledger.transaction(read_only=True) as cursor:
             return self.tables.read(cursor, SIGNALS, f"{clause}ORDER BY id DESC "
                                     f"LIMIT {int(limit)}", params)
 
     def signal(self, fingerprint: str) -> dict[str, Any] | None:
         """The signal_log row of one signal (None until projected)."""
-        with self.ledger.transaction() as cursor:
+        with self.ledger.transaction(read_only=True) as cursor:
             found = self.tables.read(cursor, SIGNALS, "WHERE fingerprint = %s", (fingerprint,))
         return found[0] if found else None
 
@@ -107,7 +107,7 @@ def with_projection_rows(ledger: Ledger, trail: dict[str, Any]) -> dict[str, Any
     tables hold for it — its ``signal_log`` row and the rows of the positions its decision
     touched (None where not projected yet), at the tables' log position."""
     reads = ProjectionReads(ledger)
-    with ledger.transaction(snapshot=True) as cursor:
+    with ledger.transaction(snapshot=True, read_only=True) as cursor:
         reads.tables.lock_for_reading(cursor, (SIGNALS.name, POSITIONS.name))
         position = reads.tables.tracked(cursor)
         signal = reads.tables.read(cursor, SIGNALS, "WHERE fingerprint = %s",

@@ -9,9 +9,10 @@ swap them in atomically, while ingestion and the live runner keep going.
    Postgres the next chunk is read and the last one's rows written while the projector folds
    (docs/BENCHMARKS.md, "Projection rebuild": the replay is bound by decoding events).
 3. Catch up with the live tables' tracked position, then, holding the tracking row's lock
-   (the live runner waits on it), drop each live table and rename its copy into place, in one
-   transaction. Readers see the old table or the new one, never neither. Rebuilding every
-   table also moves the tracked position to the end of the replay.
+   (the live runner waits on it; on Postgres the last few events it applied meanwhile are
+   replayed into the copies under that lock), drop each live table and rename its copy into
+   place, in one transaction. Readers see the old table or the new one, never neither.
+   Rebuilding every table also moves the tracked position to the end of the replay.
 
 Events appended during the rebuild are in the result: the copies are caught up to the
 position the swap happens at, and the live runner goes on from there.
@@ -38,6 +39,7 @@ from projections.tables import TABLES
 
 SWAP_ATTEMPTS_MAX = 100  # times the swap may find the live runner moved on, then give up
 SWAP_RETRY_WAIT_MS = 100  # pause before trying a swap again after a lock timeout
+SWAP_LOCK_WAIT_MS = 100  # longest the swap waits for readers to let go of the live tables
 # A replay allocates millions of short-lived dicts (decoded event states) beside a large,
 # long-lived heap (the projector's states): at the default threshold (700) the cyclic
 # collector ran every few events and took ~40% of a 100k-event rebuild's CPU time.
@@ -92,26 +94,48 @@ def rebuild(ledger: Ledger, names: Iterable[str] | None = None, *,
     try:
         projector = Projector(ledger)
         for _attempt in range(SWAP_ATTEMPTS_MAX):
-            with ledger.transaction() as cursor:
+            with ledger.transaction(read_only=True) as cursor:
                 tracked = live.tracked(cursor)
             head = ledger.recorder.max_notification_id() or 0
             target = max(tracked, head) if everything else tracked
             if projector.position < target:
                 _replay(ledger, projector, fresh, batch, target, progress)
                 continue
+            caught_up: list[Changes] = []  # written under the lock, in the swap's transaction
             try:
                 with ledger.transaction() as cursor:
                     locked = live.lock_tracked(cursor)
                     if locked > projector.position:
-                        continue  # the live runner moved on: catch up with it first
-                    if ledger.store.backend == "postgres":  # in the readers' order
+                        # The live runner moved on since. It waits on this lock now, so on
+                        # Postgres the copies catch up to it here, in this transaction; on
+                        # SQLite (one writer: reading the log under it could wait on
+                        # ourselves) let go and catch up outside, then try again.
+                        if ledger.store.backend != "postgres":
+                            continue
+                        for notifications in chunks(ledger, projector.position, batch,
+                                                    stop=locked):
+                            projector.apply_all(notifications)
+                            caught_up.append(projector.flush())
+                            fresh.write(cursor, caught_up[-1])
+                    if ledger.store.backend == "postgres":
+                        # In the readers' order, and never waiting long enough (Postgres
+                        # looks for deadlocks after 1 s) to deadlock a reader that takes
+                        # tables in another order: we give up and try again instead.
+                        cursor.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT_MS}ms'")
                         cursor.execute(f"LOCK TABLE {', '.join(copies)} IN ACCESS EXCLUSIVE "
                                        f"MODE")
                     for name, copy in copies.items():
                         _swap(cursor, ledger.store.backend, name, copy)
                     if everything:
                         live.set_tracked(cursor, projector.position)
-            except OperationalError:  # a long read held a table past the lock timeout
+            except OperationalError:
+                # A long read held a table past the lock timeout, or a reader taking tables in
+                # another order deadlocked with the swap and Postgres chose us. The catch-up
+                # rolled back with it, but the projector has applied it: the copies get it now.
+                if caught_up:
+                    with ledger.transaction() as cursor:
+                        for changes in caught_up:
+                            fresh.write(cursor, changes)
                 time.sleep(SWAP_RETRY_WAIT_MS / 1000)
                 continue
             return RebuildReport(chosen, projector.applied, time.perf_counter() - started,

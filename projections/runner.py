@@ -127,7 +127,7 @@ class Lag:
 
 
 def tracked_position(ledger: Ledger) -> int:
-    with ledger.transaction() as cursor:
+    with ledger.transaction(read_only=True) as cursor:
         return TableStore(ledger).tracked(cursor)
 
 
@@ -171,7 +171,7 @@ class ProjectionRunner:
     # -- one batch -------------------------------------------------------------------------
 
     def _resume(self, position: int) -> Projector:
-        with self.ledger.transaction() as cursor:
+        with self.ledger.transaction(read_only=True) as cursor:
             self.tables.lock_for_reading(cursor, (PORTFOLIO_STATE.name, POSITIONS.name,
                                                   INSTANCES.name, STATISTICS.name))
             stored = {
@@ -206,7 +206,10 @@ class ProjectionRunner:
     def step(self) -> int:
         """Apply the next batch of the log; the number of events applied (0: caught up)."""
         try:
-            with self.ledger.transaction() as cursor:
+            if self.projector is not None and (
+                    self.ledger.recorder.max_notification_id() or 0) <= self.projector.position:
+                return 0  # nothing new: an idle poll costs one indexed read
+            with self.ledger.transaction(read_only=True) as cursor:
                 tracked = self.tables.tracked(cursor)
             if self.projector is None or self.projector.position != tracked:
                 self.projector = self._resume(tracked)

@@ -44,7 +44,7 @@ def _merge(tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]], changes: Ch
 def verify(ledger: Ledger) -> tuple[int, list[str]]:
     """(the position verified at, the differences found: empty when the tables are right)."""
     store = TableStore(ledger)
-    with ledger.transaction(snapshot=True) as cursor:
+    with ledger.transaction(snapshot=True, read_only=True) as cursor:
         if ledger.store.backend == "postgres":  # decoding a big table leaves it idle a while
             cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = "
                            f"'{SNAPSHOT_IDLE_S_MAX}s'")
