@@ -283,3 +283,50 @@ def test_trading_statistics_of_the_scenario(books):
     assert Decimal(default["peak_closed_equity"]) == 5_000_000 + pyramid_pnl
     assert default["max_drawdown"] == "0.00"
     assert (stats["alpha"]["trades"], stats["alpha"]["signals_decided"]) == (0, 1)
+
+
+@pytest.mark.postgres
+def test_a_swap_that_fails_after_catching_up_under_the_lock_loses_nothing(
+        new_store_url, monkeypatch):
+    # The runner moves on while the rebuild replays; the swap catches up under the lock and
+    # then fails (as when Postgres picks it as a deadlock victim). Found by the rebuild-under-
+    # load test: the caught-up rows rolled back while the projector kept them as applied.
+    from eventsourcing.persistence import OperationalError
+
+    import migrations
+    from projections import rebuild as rebuilding
+
+    ledger = Ledger(make_config("alpha"), new_store_url("postgres"))
+    migrations.migrate(ledger)
+    scenario(lambda alert, portfolio: ledger.decide(alert, portfolio))
+    runner = ProjectionRunner(ledger)
+    runner.catch_up()
+    later = Alerts(start="2025-11-28T09:00:00Z")
+    replay, swap = rebuilding._replay, rebuilding._swap
+    failures, armed = [], []
+    lock_tracked = TableStore.lock_tracked
+
+    def replay_then_arm(*args, **kwargs):
+        replay(*args, **kwargs)
+        armed.append(True)  # the next lock taken is the swap's
+
+    def runner_moves_on_before_the_swap_locks(self, cursor):
+        if armed:
+            armed.clear()
+            ledger.decide(later.base(72100, 71600, 400, instrument="GOLD_MINI"), "default")
+            runner.catch_up()
+        return lock_tracked(self, cursor)
+
+    def swap_failing_once(*args, **kwargs):
+        if not failures:
+            failures.append("swap")
+            raise OperationalError("deadlock detected (simulated)")
+        return swap(*args, **kwargs)
+
+    monkeypatch.setattr(rebuilding, "_replay", replay_then_arm)
+    monkeypatch.setattr(TableStore, "lock_tracked", runner_moves_on_before_the_swap_locks)
+    monkeypatch.setattr(rebuilding, "_swap", swap_failing_once)
+    report = rebuild(ledger, ["signal_log", "portfolio_positions"])
+    assert failures == ["swap"] and report.position == lag(ledger).head
+    assert verify(ledger)[1] == []
+    ledger.close()
