@@ -6,7 +6,7 @@ position it brings the tables to: rows and position commit together or not at al
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from projections.tables import (
     to_db,
 )
 
+ROWS_PER_FETCH = 1000  # rows decoded at a time when a table is read row by row
 COPY_ROWS_MIN = 101  # new signal rows from which COPY beats a multi-row INSERT (Postgres)
 
 
@@ -128,9 +129,20 @@ class TableStore:
 
     def read(self, cursor: Any, table: Table, where: str = "", params: tuple[Any, ...] = ()
              ) -> list[dict[str, Any]]:
+        return list(self.rows(cursor, table, where, params))
+
+    def rows(self, cursor: Any, table: Table, where: str = "", params: tuple[Any, ...] = ()
+             ) -> Iterator[dict[str, Any]]:
+        """Decoded rows, one at a time (each is built only when it is reached)."""
         sql = f"SELECT {', '.join(table.column_names)} FROM {self.name(table.name)} {where}"
         cursor.execute(sql.replace("%s", self.p) if self.p != "%s" else sql, params)
-        return [decode(table, row) for row in cursor.fetchall()]
+        if self.backend == "postgres":
+            while rows := cursor.fetchmany(ROWS_PER_FETCH):
+                for row in rows:
+                    yield decode(table, row)
+        else:  # the library's SQLite cursor offers one row at a time, or all
+            while (row := cursor.fetchone()) is not None:
+                yield decode(table, row)
 
 
 def _now(backend: str) -> Any:

@@ -1,8 +1,9 @@
 """`ledger verify`: replay every stream, recompute every table, compare with what is stored.
 
-The stored tables and their tracked position are read in one snapshot; the log is replayed up
-to that position with the same projector the runner uses, into memory. Equal means every row
-the tables hold is the row the log gives, and no row is missing or extra.
+The log is replayed with the same projector the runner uses, into memory, up to the tables'
+tracked position; the tables are then read in one snapshot (the replay first catches up to
+the position that snapshot holds) and compared row by row as they stream past. Equal means
+every row the tables hold is the row the log gives, and no row is missing or extra.
 """
 
 from __future__ import annotations
@@ -15,57 +16,72 @@ from projections.store import TableStore
 from projections.tables import SIGNALS, TABLES
 
 DIFF_LINES_MAX = 50  # differences listed before "... and N more"
-# The snapshot's transaction sits idle while the client decodes each table's rows (seconds
-# per million); the library's session default (5 s) ended it on a 1M-event store.
+# The snapshot's transaction sits idle while the client decodes and compares each table's rows
+# (seconds per million); the library's session default (5 s) ended it on a 1M-event store.
 SNAPSHOT_IDLE_S_MAX = 600
 
 
-def replay(ledger: Ledger, position: int) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
-    """Every table's rows as the log up to ``position`` gives them, keyed by primary key."""
-    expected: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {t: {} for t in TABLES}
-    projector = Projector(ledger)
-    batch = ledger.config.limits.projection_rebuild_batch_events
-    for notifications in chunks(ledger, 0, batch, stop=position):
-        projector.apply_all([n for n in notifications if n.id <= position])
-        _merge(expected, projector.flush())
-    return expected
+class _Replay:
+    """The log folded into every table's expected rows, keyed by primary key; advanced on
+    demand, so the long replay runs outside the snapshot and only its tail inside."""
 
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.projector = Projector(ledger)
+        self.rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {t: {} for t in TABLES}
 
-def _merge(tables: dict[str, dict[tuple[Any, ...], dict[str, Any]]], changes: Changes) -> None:
-    for table, rows in changes.upserts.items():
-        tables[table].update(rows)
-    signals = tables[SIGNALS.name]
-    for fingerprint, row in changes.inserts.items():
-        signals[(fingerprint,)] = dict(row)
-    for fingerprint, columns in changes.patches.items():
-        signals[(fingerprint,)].update(columns)
+    def up_to(self, position: int) -> None:
+        batch = self.ledger.config.limits.projection_rebuild_batch_events
+        for notifications in chunks(self.ledger, self.projector.position, batch,
+                                    stop=position):
+            self.projector.apply_all(notifications)
+            self._merge(self.projector.flush())
+
+    def _merge(self, changes: Changes) -> None:
+        for table, rows in changes.upserts.items():
+            self.rows[table].update(rows)
+        signals = self.rows[SIGNALS.name]
+        for fingerprint, row in changes.inserts.items():
+            signals[(fingerprint,)] = dict(row)
+        for fingerprint, columns in changes.patches.items():
+            signals[(fingerprint,)].update(columns)
 
 
 def verify(ledger: Ledger) -> tuple[int, list[str]]:
-    """(the position verified at, the differences found: empty when the tables are right)."""
+    """(the position verified at, the differences found: empty when the tables are right).
+
+    The stored rows stream past the expected ones table by table, so only the expected side
+    is ever held whole (it is freed table by table as it is compared)."""
     store = TableStore(ledger)
+    expected = _Replay(ledger)
+    with ledger.transaction(read_only=True) as cursor:
+        expected.up_to(store.tracked(cursor))  # most of the log, outside the snapshot
+    diffs: list[str] = []
     with ledger.transaction(snapshot=True, read_only=True) as cursor:
-        if ledger.store.backend == "postgres":  # decoding a big table leaves it idle a while
+        if ledger.store.backend == "postgres":  # comparing a big table leaves it idle a while
             cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = "
                            f"'{SNAPSHOT_IDLE_S_MAX}s'")
         store.lock_for_reading(cursor, TABLES)
         position = store.tracked(cursor)
-        stored = {name: {tuple(row[k] for k in table.key): row
-                         for row in store.read(cursor, table)}
-                  for name, table in TABLES.items()}
-    expected = replay(ledger, position)
-    diffs: list[str] = []
-    for name in TABLES:
-        have, want = stored[name], expected[name]
-        for key in sorted(set(want) - set(have), key=str):
-            diffs.append(f"{name}[{_key(key)}]: missing (the log has it)")
-        for key in sorted(set(have) - set(want), key=str):
-            diffs.append(f"{name}[{_key(key)}]: extra (the log does not have it)")
-        for key in sorted(set(have) & set(want), key=str):
-            for column, value in want[key].items():
-                if have[key].get(column) != value:
-                    diffs.append(f"{name}[{_key(key)}].{column}: stored "
-                                 f"{have[key].get(column)!r}, the log gives {value!r}")
+        expected.up_to(position)  # what the runner applied meanwhile
+        for name, table in TABLES.items():
+            want = expected.rows.pop(name)
+            missing, extra, changed = [], [], []
+            for have in store.rows(cursor, table):
+                key = tuple(have[k] for k in table.key)
+                row = want.pop(key, None)
+                if row is None:
+                    extra.append(key)
+                    continue
+                changed.extend((key, column, have.get(column), value)
+                               for column, value in row.items() if have.get(column) != value)
+            missing = list(want)
+            diffs += [f"{name}[{_key(k)}]: missing (the log has it)"
+                      for k in sorted(missing, key=str)]
+            diffs += [f"{name}[{_key(k)}]: extra (the log does not have it)"
+                      for k in sorted(extra, key=str)]
+            diffs += [f"{name}[{_key(k)}].{column}: stored {stored!r}, the log gives {value!r}"
+                      for k, column, stored, value in sorted(changed, key=lambda c: str(c[0]))]
     return position, diffs
 
 
