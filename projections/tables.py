@@ -164,7 +164,3 @@ def decode(table: Table, row: Any) -> dict[str, Any]:
     """A fetched row (all of ``table``'s columns, in order) as a JSON-ready dict."""
     return {c: from_db(k, v)
             for (c, k), v in zip(table.columns, values(row, table.column_names), strict=True)}
-
-
-def select_all(table: Table, physical: str | None = None) -> str:
-    return f"SELECT {', '.join(table.column_names)} FROM {physical or table.name}"
