@@ -34,12 +34,11 @@ class Health:
         ledger = self.rt.ledger
         ledger.check_ready()
         backend = ledger.store.backend
-        expected = {migrations.EVENT_STORE[0], *(m.version for m in migrations.available(backend))}
         applied = migrations.applied(ledger)
         readiness: dict[str, Any] = {
             "backend": backend, "schema_version": max(applied, default=None),
             "latest_version": migrations.latest_version(backend),
-            "missing_versions": sorted(expected - applied)}
+            "missing_versions": [m.version for m in migrations.pending(ledger, applied)]}
         if not readiness["missing_versions"]:
             behind = lag(ledger)
             readiness["projections"] = {

@@ -62,11 +62,20 @@ def applied(ledger: Any) -> set[int]:
         return set()
 
 
+def steps(backend: str) -> list[Migration]:
+    """Every step for ``backend``, the event store (version 0) first."""
+    return [Migration(*EVENT_STORE, sql=""), *available(backend)]
+
+
+def pending(ledger: Any, done: set[int] | None = None) -> list[Migration]:
+    """The steps not yet applied to the store (``done``: its applied versions, if known)."""
+    done = applied(ledger) if done is None else done
+    return [m for m in steps(ledger.store.backend) if m.version not in done]
+
+
 def missing(ledger: Any) -> list[str]:
-    """The steps not yet applied to the store (empty when it is up to date)."""
-    done = applied(ledger)
-    steps = [Migration(*EVENT_STORE, sql=""), *available(ledger.store.backend)]
-    return [f"{m.version:03d}_{m.name}" for m in steps if m.version not in done]
+    """The names of the steps not yet applied (empty when the store is up to date)."""
+    return [f"{m.version:03d}_{m.name}" for m in pending(ledger)]
 
 
 def migrate(ledger: Any) -> list[str]:
@@ -77,13 +86,9 @@ def migrate(ledger: Any) -> list[str]:
         cursor.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-    done = applied(ledger)
-    steps = [Migration(*EVENT_STORE, sql=""), *available(backend)]
     now = datetime.now(UTC).isoformat()
     names = []
-    for step in steps:
-        if step.version in done:
-            continue
+    for step in pending(ledger):
         p = _param(backend)
         with ledger.transaction() as cursor:
             if step.sql.strip():
