@@ -6,7 +6,7 @@ balancers and monitoring; no token needed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eventsourcing.persistence import PersistenceError
 from starlette.requests import Request
@@ -16,11 +16,9 @@ import migrations
 from api.metrics import CONTENT_TYPE
 from api.pool import DeadlineExceeded, Overloaded
 from api.responses import JSONResponse, error
+from api.runtime import Runtime
 from ledger.application import StoreNotReady
 from projections.runner import lag
-
-if TYPE_CHECKING:
-    from api.app import Runtime
 
 
 class Health:
@@ -33,7 +31,7 @@ class Health:
     def _readiness(self) -> dict[str, Any]:
         ledger = self.rt.ledger
         ledger.check_ready()
-        backend = ledger.store.backend
+        backend = ledger.dialect.name
         applied = migrations.applied(ledger)
         readiness: dict[str, Any] = {
             "backend": backend, "schema_version": max(applied, default=None),

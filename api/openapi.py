@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.reads import POSITION_KEYS, POSITION_STATUSES, SIGNAL_KEYS
+from api.read_model import POSITION_KEYS, POSITION_STATUSES, SIGNAL_KEYS
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
 MONEY = {"type": "string", "nullable": True, "description": "rupees, 2 decimals, exact"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eventsourcing.persistence import PersistenceError
 from starlette.requests import Request
@@ -25,16 +25,14 @@ from starlette.responses import Response
 
 from api.auth import bearer_ok
 from api.pool import DeadlineExceeded, Overloaded
-from api.reads import POSITION_STATUSES
+from api.read_model import POSITION_STATUSES
 from api.responses import JSONResponse, error
+from api.runtime import Runtime
 from ledger.application import StoreNotReady, UnknownPortfolio, UnknownPosition, UnknownSignal
 from ledger.config import is_portfolio_name
 from ledger.signals import Problem, is_fingerprint, parse_instant
-from projections.reads import with_projection_rows
+from projections.read_model import with_projection_rows
 from projections.runner import wait_for
-
-if TYPE_CHECKING:
-    from api.app import Runtime
 
 INSTRUMENT_CHARS_MAX = 40
 LOG_POSITION_DIGITS_MAX = 18  # fits a BIGINT

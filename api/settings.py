@@ -77,14 +77,14 @@ class ServeSettings:
     def is_loopback(self) -> bool:
         return is_loopback(self.host)
 
-    def check_startable(self, limits: Limits, backend: str) -> None:
+    def check_startable(self, limits: Limits, bounded_pool: bool) -> None:
         """Refuse configurations that would be unsafe or self-starving to run."""
         if not self.is_loopback and not self.webhook_secret:
             raise SettingsError(
                 f"refusing to listen on {self.host}: set {ENV_SECRET} (a webhook secret is "
                 f"required on any address other than loopback)")
         connections = limits.store_pool_size + limits.store_pool_overflow
-        if backend == "postgres" and self.decision_threads + self.read_threads >= connections:
+        if bounded_pool and self.decision_threads + self.read_threads >= connections:
             raise SettingsError(
                 f"decision_threads + read_threads ({self.decision_threads} + "
                 f"{self.read_threads}) must stay below the store's connection pool "

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from eventsourcing.persistence import PersistenceError
 from starlette.requests import ClientDisconnect, Request
@@ -26,11 +26,9 @@ from starlette.responses import Response
 from api.auth import source_allowed, webhook_secret_ok
 from api.pool import DeadlineExceeded, Overloaded
 from api.responses import JSONResponse, error
+from api.runtime import Runtime
 from ledger.application import DecisionContended, StoreNotReady
 from ledger.signals import InvalidSignal, Problem, parse_json
-
-if TYPE_CHECKING:
-    from api.app import Runtime
 
 log = logging.getLogger("ledger.api")
 

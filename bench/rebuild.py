@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> None:
         report = rebuild(ledger, args.tables or None)
         if profiler:
             profiler.disable()
-        print(json.dumps({"backend": ledger.store.backend, **report.as_dict()}))
+        print(json.dumps({"backend": ledger.dialect.name, **report.as_dict()}))
         if profiler:
             for order in ("tottime", "cumulative"):
                 out = io.StringIO()

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -33,23 +33,28 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType
 
 from ledger import wire
-from ledger.calendar import Contract, contract_for, next_contract
-from ledger.config import Instrument, LedgerConfig, PortfolioParams
+from ledger.calendar import contract_for, next_contract
+from ledger.config import LedgerConfig
 from ledger.domain import (
     VALUE_TYPES,
+    Contract,
     Holding,
-    Instance,
+    Instrument,
     Outcome,
     Portfolio,
+    PortfolioParams,
     Position,
+    Signal,
     SignalRecord,
     stream_id,
     stream_name,
 )
-from ledger.signals import InvalidSignal, Problem, Signal, parse_signal
-from ledger.store import StoreSettings, store_settings
+from ledger.presenters import decision_body, event_type, facts, summarize
+from ledger.signals import InvalidSignal, Problem, parse_signal
+from ledger.storage import StoreSettings, store_settings
 
 log = logging.getLogger("ledger")
+
 
 class StoreNotReady(RuntimeError):
     """The store is unreachable or not migrated; nothing was decided."""
@@ -114,42 +119,6 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _event_type(e: object) -> str:
-    return type(e).__name__
-
-
-# The library's envelope; everything else an event carries is the fact it records.
-_ENVELOPE = ("originator_id", "originator_version", "timestamp", "originator_topic")
-
-
-def _facts(e: object) -> dict[str, Any]:
-    return {k: v for k, v in vars(e).items() if k not in _ENVELOPE}
-
-
-def decision_body(signal: Signal, outcome: Outcome, events: list[dict[str, Any]],
-                  decided_at: datetime) -> dict[str, Any]:
-    position_ids = list(outcome.position_ids)
-    return {
-        "decision": "accepted" if outcome.accepted else "rejected",
-        "fingerprint": signal.fingerprint,
-        "portfolio": signal.portfolio,
-        "signal_type": signal.type.value,
-        "instrument": signal.instrument,
-        "position": signal.position,
-        "signal_timestamp": wire.iso(signal.timestamp),
-        "price": wire.number(signal.price),
-        "position_id": position_ids[0] if len(position_ids) == 1 else None,
-        "position_ids": position_ids,
-        "lots": outcome.lots,
-        "limiter": outcome.limiter,
-        "sizing": {k: wire.ratio(v) for k, v in outcome.sizing.items()} if outcome.sizing else None,
-        "equity": wire.money(outcome.equity),
-        "reasons": [{"code": r.code, "message": r.message} for r in outcome.reasons],
-        "events": events,
-        "decided_at": wire.iso(decided_at),
-    }
-
-
 class Ledger(Application[UUID]):
     """Decides signals and answers questions about the books, on SQLite or Postgres."""
 
@@ -164,6 +133,7 @@ class Ledger(Application[UUID]):
         self._portfolio_locks: dict[str, threading.Lock] = {}
         self.conflicts_retried = 0  # for metrics: version conflicts that cost an attempt
         super().__init__(env=self.store.env)
+        self.dialect = self.store.open_dialect(self.recorder)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         # Only our settings: a stray POSTGRES_* variable in the process must not redirect us.
@@ -191,25 +161,12 @@ class Ledger(Application[UUID]):
             raise StoreNotReady(f"{self.store.redacted_url}: {reason} "
                                 f"(is it running, and has `ledger migrate` been run?)") from e
 
-    @contextmanager
     def transaction(self, *, snapshot: bool = False, read_only: bool = False
-                    ) -> Iterator[Any]:
-        """A DB-API cursor in one transaction on the event store's database, committed at the
-        end unless ``read_only`` (then rolled back; on SQLite it takes a reader connection,
-        so it never queues behind a decision for the writer's).
-
-        On Postgres the search path is the configured schema, so unqualified table names
-        resolve beside the event tables; ``snapshot`` makes every statement read the same
-        snapshot (REPEATABLE READ; SQLite's transactions always do). Placeholders follow the
-        driver (%s or ?).
-        """
-        datastore = self.recorder.datastore  # type: ignore[attr-defined]
-        with datastore.transaction(commit=not read_only) as cursor:
-            if self.store.backend == "postgres":
-                if snapshot:
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cursor.execute(f"SET LOCAL search_path TO {self.store.env['POSTGRES_SCHEMA']}")
-            yield cursor
+                    ) -> AbstractContextManager[Any]:
+        """A DB-API cursor in one transaction on the event store's database (the dialect's
+        ``transaction``): committed at the end unless ``read_only``; ``snapshot`` makes every
+        statement read the same snapshot. Placeholders are ``self.dialect.param``."""
+        return self.dialect.transaction(snapshot=snapshot, read_only=read_only)
 
     # -- deciding -------------------------------------------------------------------------
 
@@ -268,7 +225,7 @@ class Ledger(Application[UUID]):
                 return None
             self._assert_agree(portfolio, positions)
             events = [
-                {"type": _event_type(e), "stream": self._stream_of(agg),
+                {"type": event_type(e), "stream": self._stream_of(agg),
                  "version": e.originator_version}
                 for agg in (portfolio, *positions) for e in agg.pending_events
             ]
@@ -303,17 +260,9 @@ class Ledger(Application[UUID]):
         a burst (every strategy's alert fires at the same bar close) optimistic retries alone
         starve unlucky deciders; a queue on an advisory lock serves them in turn.
         """
-        with self._lock(portfolio):
-            if self.store.backend != "postgres":
-                yield
-                return
-            datastore = self.recorder.datastore  # type: ignore[attr-defined]
-            key = f"ledger:{self.store.env['POSTGRES_SCHEMA']}:portfolio:{portfolio}"
-            with datastore.transaction(commit=False) as cursor:  # the lock ends with it
-                cursor.execute(f"SET LOCAL lock_timeout = "
-                               f"'{self.config.limits.store_lock_timeout_s}s'")
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
-                yield
+        with self._lock(portfolio), self.dialect.turn(
+                f"portfolio:{portfolio}", self.config.limits.store_lock_timeout_s):
+            yield
 
     def _receipt(self, record_id: UUID) -> SignalRecord | None:
         try:
@@ -387,22 +336,6 @@ class Ledger(Application[UUID]):
                     log.warning("snapshot of %s at %d failed", portfolio_id, version,
                                 exc_info=True)
 
-    # -- instances (instance_metadata) ------------------------------------------------------
-
-    def record_instance_started(self, port: int | None, software_version: str) -> None:
-        """InstanceStarted for this process (`ledger serve`); host and pid are in the id."""
-        self.save(Instance(instance_id=self.instance_id, hostname=socket.gethostname(),
-                           port=port, software_version=software_version,
-                           started_at=datetime.now(UTC)))
-
-    def record_instance_stopped(self) -> None:
-        try:
-            instance = self.repository.get(Instance.create_id(self.instance_id))
-        except AggregateNotFoundError:
-            return
-        instance.stop(datetime.now(UTC))
-        self.save(instance)
-
     # -- rollover (the scheduler that calls this comes later) -----------------------------
 
     def roll(self, position_id: str, from_expiry: str, close_price: Decimal,
@@ -463,25 +396,28 @@ class Ledger(Application[UUID]):
             assert isinstance(e, CanMutateAggregate)
             state = e.mutate(state)
             assert state is not None
+            recorded = facts(e)
             entries.append({
                 "version": e.originator_version,
-                "type": _event_type(e),
+                "type": event_type(e),
                 "recorded_at": wire.iso(e.timestamp),
-                "event": _facts(e),
+                "event": recorded,
                 "state": state.state(),
-                "signal": self._cause(e, causes),
+                "signal": self._cause(recorded, causes),
             })
         if not entries:
             raise UnknownPosition(position_id)
         return entries
 
-    def _cause(self, e: object, causes: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-        fingerprint = getattr(e, "fingerprint", None)
+    def _cause(self, recorded: dict[str, Any], causes: dict[str, dict[str, Any]]
+               ) -> dict[str, Any] | None:
+        """What caused an event, from its facts: a signal's fingerprint or a command's id."""
+        fingerprint = recorded.get("fingerprint")
         if fingerprint is not None:
             if fingerprint not in causes:
                 causes[fingerprint] = self._signal_cause(fingerprint)
             return dict(causes[fingerprint])
-        command_id = getattr(e, "command_id", None)
+        command_id = recorded.get("command_id")
         return {"command_id": command_id} if command_id is not None else None
 
     def _signal_cause(self, fingerprint: str) -> dict[str, Any]:
@@ -548,13 +484,13 @@ class Ledger(Application[UUID]):
         for item in listed:
             e = stored.get((item["stream"], item["version"]))
             # Written in the decision's transaction: listed and missing would be a lost write.
-            assert e is not None and _event_type(e) == item["type"], f"{item} not in the store"
+            assert e is not None and event_type(e) == item["type"], f"{item} not in the store"
             events.append({
                 "stream": item["stream"],
                 "version": item["version"],
                 "type": item["type"],
                 "recorded_at": wire.iso(e.timestamp),
-                "event": _facts(e),
+                "event": facts(e),
             })
         return events
 
@@ -606,76 +542,3 @@ class Ledger(Application[UUID]):
         assert isinstance(state, Portfolio)
         return {**summarize(state, params), "version": version,
                 "as_of": wire.iso(at.astimezone(UTC))}
-
-
-def book_figures(p: Portfolio, params: PortfolioParams | None) -> dict[str, Any]:
-    """Equity, risk, volatility and margin of one portfolio state, JSON-ready (shared by
-    ``summarize`` and the ``portfolio_state`` projection).
-
-    ``params`` is the portfolio's configuration (None for one since removed from it: blended
-    equity and the default 60 % margin cap).
-    """
-    mode = params.equity_mode if params else "blended"
-    equity = p.equity(mode)
-    unrealized = p.unrealized()
-    max_margin = params.max_margin_percent if params else Decimal(60)
-    return {
-        "equity_mode": mode,
-        "initial_capital": wire.money(p.initial_capital),
-        "closed_equity": wire.money(p.closed_equity),
-        "unrealized_pnl": wire.money(unrealized),
-        "open_equity": wire.money(p.closed_equity + unrealized),
-        "equity": wire.money(equity),
-        "total_risk_amount": wire.money(p.open_risk),
-        "total_risk_percent": percent_of(p.open_risk, equity),
-        "total_vol_amount": wire.money(p.open_volatility),
-        "total_vol_percent": percent_of(p.open_volatility, equity),
-        "margin_used": wire.money(p.margin_used),
-        "margin_available": wire.money(equity * max_margin / 100 - p.margin_used),
-    }
-
-
-def percent_of(amount: Decimal, equity: Decimal) -> str | None:
-    """``amount`` as a percentage of ``equity`` (None without equity), to 4 decimals."""
-    return wire.ratio(amount * 100 / equity) if equity > 0 else None
-
-
-def summarize(p: Portfolio, params: PortfolioParams | None) -> dict[str, Any]:
-    """The books of one portfolio state, JSON-ready: what ``ledger portfolio --json`` prints.
-
-    ``params`` as in ``book_figures``.
-    """
-    equity = p.equity(params.equity_mode if params else "blended")
-    positions = []
-    for h in sorted(p.holdings.values(), key=lambda h: (h.instrument, h.entry_timestamp)):
-        mark = p.marks[h.instrument]
-        positions.append({
-            "position_id": h.position_id,
-            "instrument": h.instrument,
-            "position": h.label,
-            "is_base_position": h.is_base,
-            "lots": h.lots,
-            "entry_price": wire.number(h.entry_price),
-            "entry_timestamp": wire.iso(h.entry_timestamp),
-            "initial_stop": wire.number(h.initial_stop),
-            "current_stop": wire.number(h.current_stop),
-            "highest_close": wire.number(h.highest_close),
-            "mark": wire.number(mark.price),
-            "unrealized_pnl": wire.money(h.pnl_at(mark.price)),
-            "risk_amount": wire.money(h.risk),
-            "risk_contribution": percent_of(h.risk, equity),
-            "vol_contribution": percent_of(h.volatility, equity),
-            "margin": wire.money(h.margin),
-        })
-    return {
-        "portfolio": p.name,
-        "version": p.version,
-        **book_figures(p, params),
-        "pyramiding_state": {
-            instrument: {"base_position_id": s.base_position_id,
-                         "last_pyramid_price": wire.number(s.last_pyramid_price),
-                         "pyramids": s.pyramids}
-            for instrument, s in sorted(p.pyramiding.items())
-        },
-        "open_positions": positions,
-    }

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from ledger.config import Instrument, LedgerConfig
+from ledger.config import LedgerConfig
+from ledger.domain import Contract, Instrument
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-
-
-@dataclass(frozen=True)
-class Contract:
-    """The monthly contract a position trades, and what is in force for it."""
-
-    instrument: str
-    expiry: date
-    lot_size: int
-    point_value: Decimal
-    margin_per_lot: Decimal
-    strike: int | None = None  # synthetic futures: the ATM strike of both legs
-    ce_symbol: str | None = None
-    pe_symbol: str | None = None
-    futures_symbol: str | None = None
-
-    @property
-    def contract_month(self) -> str:
-        return f"{self.expiry:%Y-%m}"
 
 
 def _is_trading_day(day: date, holidays: frozenset[date]) -> bool:

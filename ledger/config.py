@@ -1,6 +1,7 @@
 """Configuration: the instrument catalogue, portfolio parameters and operating limits.
 
-Loaded once into frozen dataclasses. Defaults are the figures of ``docs/DOMAIN.md``; a TOML
+Loaded once into frozen dataclasses (the trading parameters are ``ledger.domain.params``).
+Defaults are the figures of ``docs/RULES.md``; a TOML
 file named by ``LEDGER_CONFIG`` overrides or extends them. Unknown keys are errors, so a typo
 never silently falls back to a default.
 """
@@ -15,10 +16,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Product = Literal["synthetic_future", "future"]
-EquityMode = Literal["closed", "open", "blended"]
+from ledger.domain.params import Dated, Instrument, PortfolioParams
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -29,63 +29,6 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]):
         super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
         self.problems = problems
-
-
-@dataclass(frozen=True)
-class Dated:
-    """A value in force from ``effective`` (inclusive) until the next entry."""
-
-    effective: date
-    value: int
-
-
-@dataclass(frozen=True)
-class Instrument:
-    name: str
-    exchange: str
-    product: Product
-    symbol_root: str
-    lot_sizes: tuple[Dated, ...]  # keyed by the contract's expiry date
-    point_value: Decimal | None  # None: equals the lot size in force (Bank Nifty)
-    margin_per_lot: Decimal
-    initial_risk_percent: Decimal
-    ongoing_risk_percent: Decimal
-    initial_vol_percent: Decimal
-    ongoing_vol_percent: Decimal
-    initial_atr_multiple: Decimal
-    trailing_atr_multiple: Decimal
-    max_pyramids: int
-    roll_days_before_expiry: int
-    # Monthly expiry: either the last <weekday> of the month (weekday effective-dated by the
-    # expiry month), or a fixed day of the contract month. Moved back over holidays/weekends.
-    expiry_weekdays: tuple[Dated, ...] = ()
-    expiry_day_of_month: int | None = None
-    strike_step: int | None = None
-    rollover_strike_step: int | None = None
-
-    def lot_size_for(self, expiry: date) -> int:
-        """The lot size in force for a contract expiring on ``expiry``."""
-        return _in_force(self.lot_sizes, expiry)
-
-    def point_value_for(self, lot_size: int) -> Decimal:
-        """Rupees per one point of price per lot."""
-        return Decimal(lot_size) if self.point_value is None else self.point_value
-
-
-@dataclass(frozen=True)
-class PortfolioParams:
-    name: str
-    initial_capital: Decimal = Decimal("5000000")
-    equity_mode: EquityMode = "blended"
-    max_risk_percent: Decimal = Decimal("15")
-    max_vol_percent: Decimal = Decimal("5")
-    max_margin_percent: Decimal = Decimal("60")
-    pyramid_max_risk_percent: Decimal = Decimal("12")
-    pyramid_max_vol_percent: Decimal = Decimal("4")
-    pyramid_spacing_atr: Decimal = Decimal("0.5")
-    pyramid_base_fraction: Decimal = Decimal("0.5")  # rule B: base lots x 0.5
-    pyramid_profit_fraction: Decimal = Decimal("0.5")  # rule C: 0.5 x (unrealized - base risk)
-    peel_off: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,14 +70,6 @@ class LedgerConfig:
     def with_portfolio(self, params: PortfolioParams) -> LedgerConfig:
         """A copy that also knows ``params`` (used by tests and tools)."""
         return replace(self, portfolios={**self.portfolios, params.name: params})
-
-
-def _in_force(schedule: tuple[Dated, ...], on: date) -> int:
-    chosen = schedule[0].value
-    for entry in schedule:
-        if entry.effective <= on:
-            chosen = entry.value
-    return chosen
 
 
 def _d(value: str) -> date:
@@ -190,7 +125,7 @@ GOLD_MINI = Instrument(
 
 
 def default_config() -> LedgerConfig:
-    """The built-in configuration: DOMAIN.md's two instruments and the `default` portfolio."""
+    """The built-in configuration: RULES.md's two instruments and the `default` portfolio."""
     return LedgerConfig(
         instruments={"BANK_NIFTY": BANK_NIFTY, "GOLD_MINI": GOLD_MINI},
         portfolios={"default": PortfolioParams(name="default")},

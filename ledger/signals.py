@@ -6,29 +6,17 @@ Numbers are read as exact Decimals from the JSON text (never through float).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
 from typing import Any
 
 from ledger.config import LedgerConfig, is_portfolio_name
+from ledger.domain import BASE_LABEL, ENTRY_TYPES, EXIT_ALL, Signal, SignalType
 
-
-class SignalType(StrEnum):
-    BASE_ENTRY = "BASE_ENTRY"
-    PYRAMID = "PYRAMID"
-    EXIT = "EXIT"
-    MARKET_DATA = "MARKET_DATA"
-
-
-ENTRY_TYPES = (SignalType.BASE_ENTRY, SignalType.PYRAMID)
-BASE_LABEL = "Long_1"
-EXIT_ALL = "ALL"
 SECRET_FIELD = "secret"
 # Signal times outside these years are typos; at the edges of datetime's range the contract
 # calendar (next month's expiry, time zone shifts) would overflow instead of deciding.
@@ -52,41 +40,6 @@ class InvalidSignal(ValueError):
     def __init__(self, problems: list[Problem]):
         super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
         self.problems = problems
-
-
-@dataclass(frozen=True)
-class Signal:
-    """A validated alert, normalized: upper-case type and instrument, canonical label, UTC."""
-
-    portfolio: str
-    type: SignalType
-    instrument: str
-    position: str | None  # "Long_N", or "ALL" on an EXIT; None on MARKET_DATA
-    price: Decimal
-    timestamp: datetime
-    stop: Decimal | None = None
-    atr: Decimal | None = None
-    er: Decimal | None = None
-    reason: str | None = None
-    payload: Mapping[str, Any] | None = None  # the alert as received, secret removed
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.portfolio, self.instrument, self.type, self.position,
-                           self.timestamp)
-
-    @property
-    def label_number(self) -> int | None:
-        match = _LABEL.match(self.position or "")
-        return int(match.group(1)) if match else None
-
-
-def fingerprint(portfolio: str, instrument: str, signal_type: str, position: str | None,
-                timestamp: datetime) -> str:
-    """SHA-256 over the normalized (portfolio, instrument, type, position, UTC second)."""
-    second = timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    text = "|".join((portfolio, instrument.upper(), signal_type.upper(), position or "", second))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _reject_constant(name: str) -> Any:

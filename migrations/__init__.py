@@ -26,9 +26,9 @@ class Migration:
     sql: str
 
 
-def available(backend: str) -> list[Migration]:
-    """The SQL migrations for ``backend`` ('postgres' or 'sqlite'), in version order."""
-    folder = HERE / backend
+def available(dialect: str) -> list[Migration]:
+    """The SQL migrations for a dialect ('postgres' or 'sqlite'), in version order."""
+    folder = HERE / dialect
     found = []
     for path in sorted(folder.glob("*.sql")) if folder.is_dir() else []:
         match = _NAME.match(path.name)
@@ -41,12 +41,8 @@ def available(backend: str) -> list[Migration]:
     return found
 
 
-def latest_version(backend: str) -> int:
-    return max([EVENT_STORE[0], *(m.version for m in available(backend))])
-
-
-def _param(backend: str) -> str:
-    return "%s" if backend == "postgres" else "?"
+def latest_version(dialect: str) -> int:
+    return max([EVENT_STORE[0], *(m.version for m in available(dialect))])
 
 
 def applied(ledger: Any) -> set[int]:
@@ -62,15 +58,15 @@ def applied(ledger: Any) -> set[int]:
         return set()
 
 
-def steps(backend: str) -> list[Migration]:
-    """Every step for ``backend``, the event store (version 0) first."""
-    return [Migration(*EVENT_STORE, sql=""), *available(backend)]
+def steps(dialect: str) -> list[Migration]:
+    """Every step for a dialect, the event store (version 0) first."""
+    return [Migration(*EVENT_STORE, sql=""), *available(dialect)]
 
 
 def pending(ledger: Any, done: set[int] | None = None) -> list[Migration]:
     """The steps not yet applied to the store (``done``: its applied versions, if known)."""
     done = applied(ledger) if done is None else done
-    return [m for m in steps(ledger.store.backend) if m.version not in done]
+    return [m for m in steps(ledger.dialect.name) if m.version not in done]
 
 
 def missing(ledger: Any) -> list[str]:
@@ -80,7 +76,7 @@ def missing(ledger: Any) -> list[str]:
 
 def migrate(ledger: Any) -> list[str]:
     """Bring the store up to date; return the names of the steps applied now."""
-    backend = ledger.store.backend
+    dialect = ledger.dialect
     ledger.create_event_tables()
     with ledger.transaction() as cursor:
         cursor.execute(
@@ -88,22 +84,13 @@ def migrate(ledger: Any) -> list[str]:
             " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
     now = datetime.now(UTC).isoformat()
     names = []
+    p = dialect.param
     for step in pending(ledger):
-        p = _param(backend)
         with ledger.transaction() as cursor:
             if step.sql.strip():
-                if backend == "sqlite":
-                    for statement in _statements(step.sql):
-                        cursor.execute(statement)
-                else:
-                    cursor.execute(step.sql)
+                dialect.execute_script(cursor, step.sql)
             cursor.execute(
                 f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({p}, {p}, {p})",
                 (step.version, step.name, now))
         names.append(f"{step.version:03d}_{step.name}")
     return names
-
-
-def _statements(sql: str) -> list[str]:
-    # sqlite3 executes one statement per call; our files keep one statement per ';' line end.
-    return [s.strip() for s in re.split(r";\s*$", sql, flags=re.MULTILINE) if s.strip()]

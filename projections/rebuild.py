@@ -21,7 +21,6 @@ position the swap happens at, and the live runner goes on from there.
 from __future__ import annotations
 
 import gc
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -34,8 +33,8 @@ from eventsourcing.persistence import OperationalError
 
 from ledger.application import Ledger
 from projections.projector import Changes, Projector, chunks, read_chunk
-from projections.store import TableStore
-from projections.tables import TABLES
+from projections.schema import TABLES
+from projections.tables import TableStore
 
 SWAP_ATTEMPTS_MAX = 100  # times the swap may find the live runner moved on, then give up
 SWAP_RETRY_WAIT_MS = 100  # pause before trying a swap again after a lock timeout
@@ -87,10 +86,11 @@ def rebuild(ledger: Ledger, names: Iterable[str] | None = None, *,
     fresh = TableStore(ledger, physical=copies, only=chosen)
     batch = ledger.config.limits.projection_rebuild_batch_events
     started = time.perf_counter()
+    dialect = ledger.dialect
     with ledger.transaction() as cursor:
         live.lock_tracked(cursor)  # SQLite: the write lock first (a read cannot upgrade)
         for name, copy in copies.items():
-            _create_copy(cursor, ledger.store.backend, name, copy, suffix)
+            dialect.copy_table(cursor, name, copy, suffix)
     try:
         projector = Projector(ledger)
         for _attempt in range(SWAP_ATTEMPTS_MAX):
@@ -106,26 +106,23 @@ def rebuild(ledger: Ledger, names: Iterable[str] | None = None, *,
                 with ledger.transaction() as cursor:
                     locked = live.lock_tracked(cursor)
                     if locked > projector.position:
-                        # The live runner moved on since. It waits on this lock now, so on
-                        # Postgres the copies catch up to it here, in this transaction; on
-                        # SQLite (one writer: reading the log under it could wait on
-                        # ourselves) let go and catch up outside, then try again.
-                        if ledger.store.backend != "postgres":
+                        # The live runner moved on since. It waits on this lock now, so where
+                        # the log can be read under it (Postgres) the copies catch up to it
+                        # here, in this transaction; elsewhere (SQLite: one writer, reading
+                        # could wait on ourselves) let go and catch up outside, then retry.
+                        if not dialect.reads_under_write_lock:
                             continue
                         for notifications in chunks(ledger, projector.position, batch,
                                                     stop=locked):
                             projector.apply_all(notifications)
                             caught_up.append(projector.flush())
                             fresh.write(cursor, caught_up[-1])
-                    if ledger.store.backend == "postgres":
-                        # In the readers' order, and never waiting long enough (Postgres
-                        # looks for deadlocks after 1 s) to deadlock a reader that takes
-                        # tables in another order: we give up and try again instead.
-                        cursor.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT_MS}ms'")
-                        cursor.execute(f"LOCK TABLE {', '.join(copies)} IN ACCESS EXCLUSIVE "
-                                       f"MODE")
+                    # In the readers' order, and never waiting long enough (Postgres looks
+                    # for deadlocks after 1 s) to deadlock a reader that takes tables in
+                    # another order: we give up and try again instead.
+                    dialect.lock_for_swapping(cursor, list(copies), SWAP_LOCK_WAIT_MS)
                     for name, copy in copies.items():
-                        _swap(cursor, ledger.store.backend, name, copy)
+                        dialect.replace_table(cursor, name, copy)
                     if everything:
                         live.set_tracked(cursor, projector.position)
             except OperationalError:
@@ -175,7 +172,7 @@ def _fewer_collections() -> Iterator[None]:
 
 def _replay_batches(ledger: Ledger, projector: Projector, fresh: TableStore, batch: int,
                     target: int, progress: Callable[[int, int], None] | None) -> None:
-    if ledger.store.backend != "postgres":
+    if not ledger.dialect.concurrent_io:
         for notifications in chunks(ledger, projector.position, batch, stop=target):
             projector.apply_all(notifications)
             _write(ledger, fresh, projector.flush())
@@ -207,50 +204,3 @@ def _replay_batches(ledger: Ledger, projector: Projector, fresh: TableStore, bat
 def _write(ledger: Ledger, fresh: TableStore, changes: Changes) -> None:
     with ledger.transaction() as cursor:
         fresh.write(cursor, changes)
-
-
-# -- table copies and swaps, per backend ---------------------------------------------------
-
-_PG_INDEX = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON \S+ (USING .*)$")
-
-
-def _create_copy(cursor: Any, backend: str, name: str, copy: str, suffix: str) -> None:
-    if backend == "postgres":
-        cursor.execute(f"CREATE TABLE {copy} (LIKE {name} INCLUDING ALL)")
-        return
-    cursor.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? "
-                   "AND sql IS NOT NULL ORDER BY type DESC", (name,))
-    for kind, obj, sql in [tuple(r) for r in cursor.fetchall()]:
-        if kind == "table":
-            cursor.execute(re.sub(rf"^CREATE TABLE (IF NOT EXISTS )?\"?{name}\"?",
-                                  f"CREATE TABLE {copy}", sql, count=1))
-        elif kind == "index":
-            base = obj.split("__r", 1)[0]
-            cursor.execute(re.sub(rf"^CREATE (UNIQUE )?INDEX (IF NOT EXISTS )?\S+ ON \"?{name}\"?",
-                                  rf"CREATE \g<1>INDEX {base}{suffix} ON {copy}", sql, count=1))
-
-
-def _swap(cursor: Any, backend: str, name: str, copy: str) -> None:
-    if backend == "postgres":
-        old = _pg_indexes(cursor, name)
-        new = _pg_indexes(cursor, copy)
-        cursor.execute(f"DROP TABLE {name}")
-        cursor.execute(f"ALTER TABLE {copy} RENAME TO {name}")
-        for shape, index in new.items():
-            if shape in old:  # keep the migrations' index names
-                cursor.execute(f"ALTER INDEX {index} RENAME TO {old[shape]}")
-        return
-    cursor.execute(f"DROP TABLE {name}")
-    cursor.execute(f"ALTER TABLE {copy} RENAME TO {name}")
-
-
-def _pg_indexes(cursor: Any, table: str) -> dict[tuple[bool, str], str]:
-    """Index shape (unique?, definition without names) -> index name."""
-    cursor.execute("SELECT indexname, indexdef FROM pg_indexes "
-                   "WHERE schemaname = current_schema() AND tablename = %s", (table,))
-    found = {}
-    for row in cursor.fetchall():
-        match = _PG_INDEX.match(row["indexdef"])
-        if match:
-            found[(bool(match.group(1)), match.group(2))] = row["indexname"]
-    return found

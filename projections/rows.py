@@ -2,8 +2,7 @@
 
 Pure functions of the domain's own state (replayed by the library's mutators), JSON-ready:
 money as strings rounded at the edge (``ledger.wire``), times ISO 8601 UTC. The projection
-tables store exactly these; ``api.reads.EventStoreReads`` answers with them too, so the two
-read models agree by construction.
+tables store exactly these, and ``ledger verify`` recomputes them from the log to compare.
 """
 
 from __future__ import annotations
@@ -16,16 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from ledger import wire
-from ledger.application import book_figures, percent_of
-from ledger.config import PortfolioParams
-from ledger.domain import Portfolio, Position
-from projections.tables import json_text
+from ledger.domain import Portfolio, PortfolioParams, Position
+from ledger.presenters import book_figures, percent_of
+from projections.schema import json_text
 
 ZERO = Decimal(0)
-
-
-def equity_mode(params: PortfolioParams | None) -> str:
-    return params.equity_mode if params else "blended"
 
 
 def position_row(p: Position, book: Portfolio | None, equity: Decimal) -> dict[str, Any]:
@@ -73,7 +67,7 @@ def position_row(p: Position, book: Portfolio | None, equity: Decimal) -> dict[s
         "expiry": p.expiry,
         "pe_symbol": p.pe_symbol,
         "ce_symbol": p.ce_symbol,
-        # Broker legs: filled in once orders are placed (a later issue); paper has none.
+        # Broker legs: no broker places orders yet, so no leg has an order id or a fill.
         "pe_order_id": None,
         "ce_order_id": None,
         "pe_entry_price": None,
@@ -193,7 +187,7 @@ class InstanceState:
             "last_heartbeat": wire.iso(self.last_heartbeat),
             "last_signal_processed": wire.iso(self.last_signal_processed),
             "signals_processed": self.signals_processed,
-            "is_leader": False,  # leadership lives in Redis (the coordinator issue)
+            "is_leader": False,  # the log does not say who leads: heartbeats do
             "leader_acquired_at": None,
             "status": self.status,
             "hostname": self.hostname,

@@ -1,11 +1,11 @@
 """The projection runner: keeps every table current from the notification log.
 
-One runner is active per store (``Leadership``: a Postgres advisory lock held on its own
-connection, or a lock file beside the SQLite database); the others stand by and take over
-when its connection or process dies. Correctness does not rest on the election: each batch
-commits its rows and the tracking position together, and only if the position is still the
-one the batch started from (compare-and-set under the tracking row's lock). A runner that
-finds the position moved resumes from the stored rows.
+One runner is active per store (``leadership``: the dialect's session lock — a Postgres
+advisory lock held on its own connection, or a lock file beside the SQLite database); the
+others stand by and take over when its connection or process dies. Correctness does not
+rest on the election: each batch commits its rows and the tracking position together, and
+only if the position is still the one the batch started from (compare-and-set under the
+tracking row's lock). A runner that finds the position moved resumes from the stored rows.
 
 Batches end between two transactions of the log (``ends_transaction``), so readers never see
 half a decision: a mark that trailed two stops shows both or neither.
@@ -13,106 +13,22 @@ half a decision: a mark that trailed two stops shows both or neither.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import IO, Any
-
-import psycopg
+from typing import Any
 
 from ledger.application import Ledger
 from projections.projector import Projector, ends_transaction
-from projections.store import TableStore
-from projections.tables import INSTANCES, PORTFOLIO_STATE, POSITIONS, STATISTICS
+from projections.schema import INSTANCES, PORTFOLIO_STATE, POSITIONS, STATISTICS
+from projections.tables import TableStore
 
 log = logging.getLogger("ledger.projections")
 
 BOUNDARY_LOOKAHEAD_EVENTS_MAX = 256  # events read past a batch's size to end it cleanly
 WAIT_POLL_MS = 10  # how often a read waiting for its log position looks again
-
-
-class Leadership:
-    """Who runs the projections: one process per store at a time."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self._conn: psycopg.Connection[Any] | None = None
-        self._file: IO[bytes] | None = None
-        self._memory = False
-
-    @property
-    def held(self) -> bool:
-        if self._memory or self._file is not None:
-            return True
-        if self._conn is None:
-            return False
-        if self._conn.closed or self._conn.broken:
-            self.release()
-            return False
-        return True
-
-    def try_acquire(self) -> bool:
-        if self.held:
-            return True
-        store = self.ledger.store
-        env = store.env
-        if store.backend == "sqlite":
-            path = env["SQLITE_DBNAME"]
-            if path == ":memory:" or path.startswith("file:"):
-                self._memory = True
-                return True
-            handle = Path(f"{path}.projections.lock").open("ab")  # noqa: SIM115 (held open)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                return False
-            self._file = handle
-            return True
-        try:
-            conn = psycopg.connect(
-                host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
-                dbname=env["POSTGRES_DBNAME"], user=env["POSTGRES_USER"],
-                password=env["POSTGRES_PASSWORD"] or None, autocommit=True,
-                connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"]),
-                application_name="ledger-projections")
-        except psycopg.OperationalError:
-            return False
-        key = f"ledger:{env['POSTGRES_SCHEMA']}:projections"
-        row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
-                           (key,)).fetchone()
-        if row is None or not row[0]:
-            conn.close()
-            return False
-        self._conn = conn
-        return True
-
-    def check(self) -> bool:
-        """Still the leader? (Postgres: the lock's connection still answers.)"""
-        if self._conn is not None:
-            try:
-                self._conn.execute("SELECT 1")
-            except psycopg.Error:
-                self.release()
-                return False
-        return self.held
-
-    def release(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-            self._conn = None
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._file, fcntl.LOCK_UN)
-                self._file.close()
-            self._file = None
-        self._memory = False
 
 
 @dataclass(frozen=True)
@@ -159,7 +75,7 @@ class ProjectionRunner:
         self.ledger = ledger
         self.limits = ledger.config.limits
         self.tables = TableStore(ledger)
-        self.leadership = Leadership(ledger)
+        self.leadership = ledger.dialect.session_lock("projections")
         self.projector: Projector | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -177,7 +93,7 @@ class ProjectionRunner:
             stored = {
                 PORTFOLIO_STATE.name: self.tables.read(cursor, PORTFOLIO_STATE),
                 POSITIONS.name: self.tables.read(cursor, POSITIONS,
-                                                 "WHERE status <> %s", ("closed",)),
+                                                 f"WHERE status <> {self.tables.p}", ("closed",)),
                 INSTANCES.name: self.tables.read(cursor, INSTANCES),
                 STATISTICS.name: self.tables.read(cursor, STATISTICS),
             }

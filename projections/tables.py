@@ -1,166 +1,117 @@
-"""The projection tables as the code sees them: columns, their kinds, keys.
+"""Reading and writing the projection tables of one store, and their tracking position.
 
-The DDL lives in ``migrations/`` (the schema's single source); this module says how each
-column's JSON-ready value (money and prices as strings, times ISO 8601) is stored and read
-back on each backend, so a row read from a table equals the row the projector computed.
-
-Kinds: ``text``, ``int``, ``bool``, ``num`` (exact decimal: NUMERIC on Postgres, TEXT on
-SQLite), ``ts`` (TIMESTAMPTZ; fixed-width UTC text on SQLite so it sorts), ``json``.
+Every write happens inside a transaction the caller holds, together with the tracking
+position it brings the tables to: rows and position commit together or not at all. The
+store's dialect (``ledger.dialect``) says how values are stored and rows fetched.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
-from ledger import wire
-
-TRACKING = "projection_tracking"
-TRACKING_NAME = "tables"  # one tracking row: every table is at the same log position
+from ledger.application import Ledger
+from projections.projector import Changes
+from projections.schema import SIGNALS, TABLES, TRACKING, TRACKING_NAME, Table, decode
 
 
-@dataclass(frozen=True)
-class Table:
-    name: str
-    key: tuple[str, ...]
-    columns: tuple[tuple[str, str], ...]  # (column, kind), in row order
+class TableStore:
+    """The tables of one store. ``physical`` maps a table to the name it is written under
+    (a rebuild writes fresh copies); ``only`` limits which tables are written at all."""
 
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        return tuple(c for c, _ in self.columns)
+    def __init__(self, ledger: Ledger, *, physical: Mapping[str, str] | None = None,
+                 only: Iterable[str] | None = None) -> None:
+        self.ledger = ledger
+        self.dialect = ledger.dialect
+        self.p = ledger.dialect.param
+        self.physical = dict(physical or {})
+        self.only = set(only) if only is not None else set(TABLES)
+        self._sql: dict[tuple[str, str], str] = {}
 
+    def name(self, table: str) -> str:
+        return self.physical.get(table, table)
 
-def _cols(spec: str) -> tuple[tuple[str, str], ...]:
-    """'name:kind name:kind ...' (kind defaults to text)."""
-    out = []
-    for item in spec.split():
-        name, _, kind = item.partition(":")
-        out.append((name, kind or "text"))
-    return tuple(out)
+    # -- tracking --------------------------------------------------------------------------
 
+    def tracked(self, cursor: Any) -> int:
+        cursor.execute(f"SELECT position FROM {TRACKING} WHERE name = {self.p}",
+                       (TRACKING_NAME,))
+        row = cursor.fetchone()
+        if row is None:
+            return 0
+        return row["position"] if isinstance(row, dict) else row[0]
 
-POSITIONS = Table("portfolio_positions", ("position_id",), _cols("""
-    position_id portfolio instrument label status is_base_position:bool base_position_id
-    entry_fingerprint entry_timestamp:ts entry_price:num lots:int lot_size:int quantity:int
-    point_value:num margin_per_lot:num initial_stop:num current_stop:num highest_close:num
-    signal_stop:num mark:num unrealized_pnl:num realized_pnl:num risk_amount:num margin:num
-    risk_contribution:num vol_contribution:num entry_risk_contribution:num
-    entry_vol_contribution:num equity_at_entry:num rollover_status original_expiry
-    original_strike:int original_entry_price:num rollover_timestamp:ts rollover_pnl:num
-    rollover_count:int strike:int expiry pe_symbol ce_symbol pe_order_id ce_order_id
-    pe_entry_price:num ce_entry_price:num contract_month futures_symbol futures_order_id
-    atr:num er:num limiter sizing:json exit_timestamp:ts exit_price:num exit_reason
-    version:int created_at:ts updated_at:ts
-"""))
+    def lock_tracked(self, cursor: Any) -> int:
+        """The tracked position, locked until the transaction ends (a row lock on Postgres,
+        the write lock on SQLite): runners and rebuild swaps take turns on it."""
+        p = self.p
+        cursor.execute(
+            f"INSERT INTO {TRACKING} (name, position, updated_at) VALUES ({p}, 0, {p}) "
+            f"ON CONFLICT (name) DO NOTHING", (TRACKING_NAME, self.dialect.now()))
+        cursor.execute(f"UPDATE {TRACKING} SET position = position WHERE name = {p}",
+                       (TRACKING_NAME,))
+        return self.tracked(cursor)
 
-PORTFOLIO_STATE = Table("portfolio_state", ("portfolio",), _cols("""
-    portfolio equity_mode initial_capital:num closed_equity:num unrealized_pnl:num
-    open_equity:num equity:num total_risk_amount:num total_risk_percent:num
-    total_vol_amount:num total_vol_percent:num margin_used:num margin_available:num
-    open_positions:int version:int updated_at:ts
-"""))
+    def set_tracked(self, cursor: Any, position: int) -> None:
+        cursor.execute(f"UPDATE {TRACKING} SET position = {self.p}, updated_at = {self.p} "
+                       f"WHERE name = {self.p}", (position, self.dialect.now(), TRACKING_NAME))
 
-PYRAMIDING = Table("pyramiding_state", ("portfolio", "instrument"), _cols("""
-    portfolio instrument base_position_id last_pyramid_price:num pyramids:int updated_at:ts
-"""))
+    def lock_for_reading(self, cursor: Any, tables: Iterable[str]) -> None:
+        """Read locks on several tables at once, in the one order every multi-table
+        transaction uses (``TABLES``), so a reader and a rebuild's swap can never wait on
+        each other in a cycle."""
+        wanted = set(tables)
+        self.dialect.lock_for_reading(cursor, [self.name(t) for t in TABLES if t in wanted])
 
-SIGNALS = Table("signal_log", ("fingerprint",), _cols("""
-    id:int fingerprint portfolio instrument signal_type position signal_timestamp:ts price:num
-    processing_status reasons:json position_ids:json lots:int limiter deliveries:int
-    is_duplicate:bool received_at:ts processed_at:ts processed_by_instance last_delivery_at:ts
-    last_delivery_instance payload:json decision:json version:int
-"""))
+    # -- rows ------------------------------------------------------------------------------
 
-INSTANCES = Table("instance_metadata", ("instance_id",), _cols("""
-    instance_id started_at:ts last_heartbeat:ts last_signal_processed:ts signals_processed:int
-    is_leader:bool leader_acquired_at:ts status hostname port:int version created_at:ts
-    updated_at:ts
-"""))
+    def write(self, cursor: Any, changes: Changes) -> None:
+        for table, rows in changes.upserts.items():
+            if table in self.only and rows:
+                self._upsert(cursor, TABLES[table], list(rows.values()))
+        if SIGNALS.name in self.only:
+            if changes.inserts:
+                self.dialect.insert_rows(cursor, self.name(SIGNALS.name), SIGNALS.columns,
+                                         list(changes.inserts.values()))
+            if changes.patches:
+                self._patch(cursor, SIGNALS, changes.patches)
 
-STATISTICS = Table("trading_statistics", ("portfolio",), _cols("""
-    portfolio trades:int winning_trades:int losing_trades:int win_rate:num gross_profit:num
-    gross_loss:num net_pnl:num largest_win:num largest_loss:num profit_factor:num
-    rollovers:int signals_decided:int signals_accepted:int signals_rejected:int
-    duplicate_deliveries:int peak_closed_equity:num max_drawdown:num max_drawdown_percent:num
-    updated_at:ts
-"""))
+    def _upsert(self, cursor: Any, table: Table, rows: list[dict[str, Any]]) -> None:
+        sql = self._sql.get((table.name, "upsert"))
+        if sql is None:
+            cols = table.column_names
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in table.key)
+            sql = (f"INSERT INTO {self.name(table.name)} ({', '.join(cols)}) "
+                   f"VALUES ({', '.join([self.p] * len(cols))}) "
+                   f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}")
+            self._sql[(table.name, "upsert")] = sql
+        to_db = self.dialect.to_db
+        cursor.executemany(sql, [[to_db(kind, r[c]) for c, kind in table.columns]
+                                 for r in rows])
 
-TABLES: dict[str, Table] = {t.name: t for t in (
-    POSITIONS, PORTFOLIO_STATE, PYRAMIDING, SIGNALS, INSTANCES, STATISTICS)}
+    def _patch(self, cursor: Any, table: Table, patches: Mapping[str, dict[str, Any]]) -> None:
+        kinds = dict(table.columns)
+        to_db = self.dialect.to_db
+        by_columns: dict[tuple[str, ...], list[list[Any]]] = {}
+        for key, cols in patches.items():
+            names = tuple(sorted(cols))
+            by_columns.setdefault(names, []).append(
+                [to_db(kinds[c], cols[c]) for c in names] + [key])
+        (key_column,) = table.key
+        for names, params in by_columns.items():
+            sets = ", ".join(f"{c} = {self.p}" for c in names)
+            cursor.executemany(f"UPDATE {self.name(table.name)} SET {sets} "
+                               f"WHERE {key_column} = {self.p}", params)
 
+    def read(self, cursor: Any, table: Table, where: str = "", params: tuple[Any, ...] = ()
+             ) -> list[dict[str, Any]]:
+        return list(self.rows(cursor, table, where, params))
 
-# -- values in and out ---------------------------------------------------------------------
-
-_SQLITE_TS = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def to_db(kind: str, value: Any, backend: str) -> Any:
-    """A JSON-ready row value as the backend stores it."""
-    if value is None:
-        return None
-    if kind == "num":
-        return Decimal(value) if backend == "postgres" else str(value)
-    if kind == "ts":
-        moment = datetime.fromisoformat(value).astimezone(UTC)
-        return moment if backend == "postgres" else moment.strftime(_SQLITE_TS)
-    if kind == "json":
-        text = json_text(value)
-        return Jsonb(value, dumps=lambda _: text) if backend == "postgres" else text
-    if kind == "bool":
-        return bool(value) if backend == "postgres" else int(bool(value))
-    return value
-
-
-def to_copy(kind: str, value: Any) -> Any:
-    """A JSON-ready row value for Postgres ``COPY ... FROM STDIN`` (text format): the server
-    parses the same text ``to_db``'s objects are sent as, without building them first.
-    Money and prices are already exact decimal strings; UTC times (``wire.iso``: a 'Z'
-    suffix) and JSON go as text; anything else takes ``to_db``'s way."""
-    if kind == "num" and type(value) is str:
-        return value
-    if kind == "ts" and type(value) is str and value.endswith("Z"):
-        return value
-    if kind == "json" and value is not None:
-        return json_text(value)
-    return to_db(kind, value, "postgres")
-
-
-def json_text(value: Any) -> str:
-    """JSON text of a row value, as every answer writes it (``wire.dumps``)."""
-    return wire.dumps(value).decode()
-
-
-def from_db(kind: str, value: Any) -> Any:
-    """A stored value back in its JSON-ready form (what the projector computed)."""
-    if value is None:
-        return None
-    if kind == "num":
-        return wire.number(value) if isinstance(value, Decimal) else value
-    if kind == "ts":
-        moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-        return wire.iso(moment.astimezone(UTC))
-    if kind == "json":
-        # Not orjson: it reads integers beyond 64 bits as floats (psycopg's jsonb: json too).
-        return json.loads(value) if isinstance(value, str | bytes) else value
-    if kind == "bool":
-        return bool(value)
-    return value
-
-
-def values(row: Any, columns: Sequence[str]) -> list[Any]:
-    """A fetched row's values in ``columns`` order (psycopg gives dicts, sqlite3 tuples)."""
-    if isinstance(row, dict):
-        return [row[c] for c in columns]
-    return list(row)
-
-
-def decode(table: Table, row: Any) -> dict[str, Any]:
-    """A fetched row (all of ``table``'s columns, in order) as a JSON-ready dict."""
-    return {c: from_db(k, v)
-            for (c, k), v in zip(table.columns, values(row, table.column_names), strict=True)}
+    def rows(self, cursor: Any, table: Table, where: str = "", params: tuple[Any, ...] = ()
+             ) -> Iterator[dict[str, Any]]:
+        """Decoded rows, one at a time (each is built only when it is reached). ``where``
+        writes its placeholders as ``self.p``."""
+        cursor.execute(f"SELECT {', '.join(table.column_names)} FROM "
+                       f"{self.name(table.name)} {where}", params)
+        for row in self.dialect.fetch_rows(cursor):
+            yield decode(table, row)

@@ -12,8 +12,8 @@ from typing import Any
 
 from ledger.application import Ledger
 from projections.projector import Changes, Projector, chunks
-from projections.store import TableStore
-from projections.tables import SIGNALS, TABLES
+from projections.schema import SIGNALS, TABLES
+from projections.tables import TableStore
 
 DIFF_LINES_MAX = 50  # differences listed before "... and N more"
 # The snapshot's transaction sits idle while the client decodes and compares each table's rows
@@ -58,9 +58,7 @@ def verify(ledger: Ledger) -> tuple[int, list[str]]:
         expected.up_to(store.tracked(cursor))  # most of the log, outside the snapshot
     diffs: list[str] = []
     with ledger.transaction(snapshot=True, read_only=True) as cursor:
-        if ledger.store.backend == "postgres":  # comparing a big table leaves it idle a while
-            cursor.execute(f"SET LOCAL idle_in_transaction_session_timeout = "
-                           f"'{SNAPSHOT_IDLE_S_MAX}s'")
+        ledger.dialect.allow_idle(cursor, SNAPSHOT_IDLE_S_MAX)  # comparing leaves it idle
         store.lock_for_reading(cursor, TABLES)
         position = store.tracked(cursor)
         expected.up_to(position)  # what the runner applied meanwhile

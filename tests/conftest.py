@@ -17,7 +17,8 @@ import pytest
 
 import migrations
 from ledger.application import Ledger
-from ledger.config import LedgerConfig, PortfolioParams, default_config
+from ledger.config import LedgerConfig, default_config
+from ledger.domain import PortfolioParams
 
 ADMIN_URL = os.environ.get("LEDGER_TEST_POSTGRES_URL",
                            "postgresql://postgres@127.0.0.1:5432/postgres")

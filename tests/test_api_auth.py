@@ -112,20 +112,20 @@ def test_unusable_environment_is_refused(env):
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "example.com"])
 def test_refuses_a_non_loopback_address_without_a_secret(host):
     with pytest.raises(SettingsError, match="LEDGER_WEBHOOK_SECRET"):
-        ServeSettings(host=host).check_startable(Limits(), "sqlite")
-    ServeSettings(host=host, webhook_secret="s").check_startable(Limits(), "sqlite")
+        ServeSettings(host=host).check_startable(Limits(), bounded_pool=False)
+    ServeSettings(host=host, webhook_secret="s").check_startable(Limits(), bounded_pool=False)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
 def test_loopback_needs_no_secret(host):
-    ServeSettings(host=host).check_startable(Limits(), "sqlite")
+    ServeSettings(host=host).check_startable(Limits(), bounded_pool=False)
 
 
 def test_worker_threads_must_stay_below_the_connection_pool():
     limits = Limits(store_pool_size=4, store_pool_overflow=2)
     with pytest.raises(SettingsError, match="connection pool"):
-        ServeSettings(decision_threads=4, read_threads=2).check_startable(limits, "postgres")
-    ServeSettings(decision_threads=3, read_threads=2).check_startable(limits, "postgres")
+        ServeSettings(decision_threads=4, read_threads=2).check_startable(limits, bounded_pool=True)
+    ServeSettings(decision_threads=3, read_threads=2).check_startable(limits, bounded_pool=True)
 
 
 def test_ledger_serve_exits_2_on_a_public_address_without_a_secret(tmp_path):

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from api.reads import POSITION_KEYS, SIGNAL_KEYS, EventStoreReads, ReadModel
+from api.read_model import POSITION_KEYS, SIGNAL_KEYS, ReadModel
 from ledger.application import Ledger, UnknownPortfolio, UnknownPosition
 from tests.alerts import Alerts
 from tests.api_client import TOKEN, service
 from tests.conftest import make_config
+from tests.oracle import EventStoreReads
 
 
 def scenario(decide: Callable[[dict[str, Any], str], Any]) -> None:

@@ -18,6 +18,7 @@ import pytest
 from ledger import wire
 from ledger.application import Ledger, UnknownPortfolio, UnknownSignal
 from ledger.domain import stream_id
+from ledger.presenters import facts
 from tests.alerts import Alerts
 from tests.api_client import TOKEN, service
 from tests.conftest import make_config
@@ -108,8 +109,7 @@ def test_trail_of_an_accepted_entry_lists_its_events_in_order_as_stored(ledger):
         assert len(stored) == 1
         assert type(stored[0]).__name__ == entry["type"]
         assert entry["recorded_at"] == wire.iso(stored[0].timestamp)
-        assert entry["event"] == {k: v for k, v in vars(stored[0]).items() if k not in (
-            "originator_id", "originator_version", "timestamp", "originator_topic")}
+        assert entry["event"] == facts(stored[0])
     opened = trail["events"][2]["event"]
     assert (opened["position_id"], opened["lots"], opened["fingerprint"]) == (
         BASE, 7, fingerprint)
@@ -231,7 +231,7 @@ def test_books_as_of_for_unused_and_unknown_portfolios(open_ledger):
 def run(store_url: str, *args: str, stdin: str = ""):
     env = {**os.environ, "LEDGER_DATABASE_URL": store_url}
     env.pop("LEDGER_CONFIG", None)
-    return subprocess.run([sys.executable, "-m", "ledger.cli", *args], input=stdin.encode(),
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], input=stdin.encode(),
                           capture_output=True, env=env, timeout=60, check=False)
 
 

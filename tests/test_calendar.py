@@ -1,4 +1,4 @@
-"""Expiries, the contract in force on a signal's date, and its lot size (DOMAIN.md)."""
+"""Expiries, the contract in force on a signal's date, and its lot size (docs/RULES.md)."""
 
 from dataclasses import replace
 from datetime import date, datetime
@@ -89,7 +89,7 @@ def test_next_contract_is_the_first_expiry_after_the_current_one():
 
 
 def test_configured_lot_size_schedule_is_effective_dated():
-    from ledger.config import Dated
+    from ledger.domain import Dated
 
     custom = replace(GOLD_MINI, lot_sizes=(Dated(date(2000, 1, 1), 100),
                                            Dated(date(2026, 3, 1), 50)))

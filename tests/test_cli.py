@@ -16,7 +16,7 @@ def run(store_url: str, *args: str, stdin: str | bytes = b"", config: str | None
     if config:
         env["LEDGER_CONFIG"] = config
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    return subprocess.run([sys.executable, "-m", "ledger.cli", *args], input=data,
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], input=data,
                           capture_output=True, env=env, timeout=60, check=False)
 
 

@@ -1,4 +1,4 @@
-"""Configuration: DOMAIN.md defaults built in; a TOML file overrides; mistakes are named."""
+"""Configuration: docs/RULES.md defaults built in; a TOML file overrides; mistakes are named."""
 
 from datetime import date
 from decimal import Decimal as D

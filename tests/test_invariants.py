@@ -31,8 +31,7 @@ from hypothesis.stateful import (
 
 import migrations
 from ledger.application import Ledger
-from ledger.config import PortfolioParams
-from ledger.domain import Portfolio
+from ledger.domain import Portfolio, PortfolioParams
 from ledger.signals import InvalidSignal
 from tests.conftest import make_config
 

@@ -5,7 +5,7 @@
 - rebuilds (all tables, then some) while a writer decides nonstop, a live runner projects
   and a reader polls: the reader never sees a missing or partial table;
 - two runners stepping at once: the compare-and-set on the tracking row keeps every batch
-  applied once; ``Leadership`` admits one holder and passes on when it dies.
+  applied once; the projections' session lock admits one holder and passes on when it dies.
 
 Each ends with ``verify`` (the tables equal a replay of the log) and with counts taken from
 what the test itself delivered (``tests.projection_load.Tally``), not from the projector.
@@ -29,9 +29,9 @@ import pytest
 
 from ledger.application import Ledger
 from projections.projector import ends_transaction
-from projections.reads import ProjectionReads
+from projections.read_model import ProjectionReads
 from projections.rebuild import rebuild
-from projections.runner import Leadership, ProjectionRunner, lag, tracked_position
+from projections.runner import ProjectionRunner, lag, tracked_position
 from projections.verify import verify
 from tests.projection_load import (
     PORTFOLIOS,
@@ -65,7 +65,7 @@ def _at_boundary(ledger: Ledger, position: int) -> bool:
 
 def _project(store_url: str, config: Path, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LEDGER_DATABASE_URL": store_url, "LEDGER_CONFIG": str(config)}
-    return subprocess.Popen([sys.executable, "-m", "ledger.cli", "project", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "project", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -104,7 +104,7 @@ def test_a_runner_killed_mid_stream_and_restarted_applies_every_event_once(
         assert (position, diffs) == (at, []), diffs[:10]
         trader.run(rng.randint(20, 120))  # the log goes on while no runner is up
     assert killed_mid_stream >= 4  # the kills really landed mid-stream
-    once = subprocess.run([sys.executable, "-m", "ledger.cli", "project", "--once"],
+    once = subprocess.run([sys.executable, "-m", "service.cli", "project", "--once"],
                           env={**os.environ, "LEDGER_DATABASE_URL": store_url,
                                "LEDGER_CONFIG": str(config_path)},
                           capture_output=True, timeout=WAIT_S, check=False)
@@ -287,13 +287,14 @@ def test_two_runners_stepping_alternately_and_at_once_apply_each_batch_once(
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 def test_leadership_admits_one_holder_and_passes_on_when_its_connection_closes(open_ledger):
-    first, second, third = (Leadership(open_ledger()) for _ in range(3))
+    ledgers = [open_ledger() for _ in range(3)]
+    first, second, third = (ledger.dialect.session_lock("projections") for ledger in ledgers)
     assert first.try_acquire() and first.held and first.check()
     assert not second.try_acquire() and not third.try_acquire()
     assert first.try_acquire()  # holding it already
     # The holder's connection dies (a killed process): the server drops its lock.
     pid = first._conn.info.backend_pid
-    with psycopg.connect(second.ledger.store.url.split("?")[0], autocommit=True) as admin:
+    with psycopg.connect(ledgers[1].store.url.split("?")[0], autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     _until(lambda: second.try_acquire(), timeout_s=10, what="the standby taking over")
     assert not first.check() and not first.held

@@ -13,18 +13,19 @@ from decimal import Decimal
 
 import pytest
 
-from api.reads import EventStoreReads
 from ledger import wire
 from ledger.application import Ledger
-from projections import rows, store
-from projections.reads import ProjectionReads
+from ledger.storage import postgres as postgres_dialect
+from projections import rows
+from projections.read_model import ProjectionReads
 from projections.rebuild import UnknownProjection, rebuild
 from projections.runner import ProjectionRunner, lag, tracked_position, wait_for
-from projections.store import TableStore
-from projections.tables import TABLES
+from projections.schema import TABLES
+from projections.tables import TableStore
 from projections.verify import verify
 from tests.alerts import Alerts
 from tests.conftest import make_config
+from tests.oracle import EventStoreReads
 from tests.test_api_reads import check_read_model, scenario
 
 
@@ -108,7 +109,7 @@ def test_lag_and_waiting_for_a_log_position(books):
 
 def execute(ledger: Ledger, sql: str, params: tuple = ()) -> None:
     with ledger.transaction() as cursor:
-        cursor.execute(sql.replace("%s", "?") if ledger.store.backend == "sqlite" else sql,
+        cursor.execute(sql.replace("%s", ledger.dialect.param),
                        params)
 
 
@@ -152,7 +153,7 @@ def test_a_rebuild_in_many_batches_with_copied_signal_rows_equals_the_log(open_l
     """Batches of 3 events (on Postgres read ahead and written behind, in threads), every new
     signal row sent by COPY as text, payloads COPY must escape or cannot send as JSON text:
     the rebuilt tables still equal the log."""
-    monkeypatch.setattr(store, "COPY_ROWS_MIN", 0)
+    monkeypatch.setattr(postgres_dialect, "COPY_ROWS_MIN", 0)
     config = make_config("alpha")
     ledger = open_ledger(replace(config, limits=replace(config.limits,
                                                         projection_rebuild_batch_events=3)))
@@ -192,7 +193,7 @@ def test_rebuild_of_some_tables_meets_the_others_where_the_runner_left_them(book
 
 def test_a_new_column_is_filled_for_old_events_by_a_rebuild(books, monkeypatch):
     ProjectionRunner(books).catch_up()
-    kind = "NUMERIC" if books.store.backend == "postgres" else "TEXT"
+    kind = {"postgres": "NUMERIC", "sqlite": "TEXT"}[books.dialect.name]
     execute(books, f"ALTER TABLE portfolio_positions ADD COLUMN stop_distance {kind}")
     # The code that fills it: a column kind, and the row function computing it.
     table = TABLES["portfolio_positions"]
@@ -302,7 +303,7 @@ def test_a_swap_that_fails_after_catching_up_under_the_lock_loses_nothing(
     runner = ProjectionRunner(ledger)
     runner.catch_up()
     later = Alerts(start="2025-11-28T09:00:00Z")
-    replay, swap = rebuilding._replay, rebuilding._swap
+    replay, swap = rebuilding._replay, type(ledger.dialect).replace_table
     failures, armed = [], []
     lock_tracked = TableStore.lock_tracked
 
@@ -325,7 +326,7 @@ def test_a_swap_that_fails_after_catching_up_under_the_lock_loses_nothing(
 
     monkeypatch.setattr(rebuilding, "_replay", replay_then_arm)
     monkeypatch.setattr(TableStore, "lock_tracked", runner_moves_on_before_the_swap_locks)
-    monkeypatch.setattr(rebuilding, "_swap", swap_failing_once)
+    monkeypatch.setattr(type(ledger.dialect), "replace_table", swap_failing_once)
     report = rebuild(ledger, ["signal_log", "portfolio_positions"])
     assert failures == ["swap"] and report.position == lag(ledger).head
     assert verify(ledger)[1] == []

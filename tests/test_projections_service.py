@@ -13,8 +13,8 @@ from api.app import create_app
 from api.settings import ServeSettings
 from ledger.application import Ledger
 from projections.runner import ProjectionRunner, lag
-from projections.store import TableStore
-from projections.tables import INSTANCES
+from projections.schema import INSTANCES
+from projections.tables import TableStore
 from projections.verify import verify
 from tests.alerts import Alerts
 from tests.api_client import SECRET, service, with_secret

@@ -1,4 +1,4 @@
-"""Every DOMAIN.md decision rule, decided by the ledger and read back from its store.
+"""Every docs/RULES.md decision rule, decided by the ledger and read back from its store.
 
 Each test runs twice: on the embedded SQLite file and on Postgres.
 """
@@ -12,7 +12,7 @@ from decimal import Decimal as D
 import pytest
 
 from ledger.application import Ledger
-from ledger.config import PortfolioParams
+from ledger.domain import PortfolioParams
 from ledger.signals import InvalidSignal
 from tests.alerts import Alerts
 from tests.conftest import make_config
@@ -408,7 +408,7 @@ def test_lot_size_in_force_is_recorded_and_survives_config_changes(store_url):
         d = ledger.decide(alerts.base(52000, 51900, 100))
         assert ledger.position(d.position_id).point_value == D(30)  # Feb 2026 contract
     # An operator later edits the lot-size schedule: history keeps the facts it decided on.
-    from ledger.config import Dated
+    from ledger.domain import Dated
 
     changed = with_instrument("BANK_NIFTY", lot_sizes=(Dated(datetime(2000, 1, 1).date(), 75),))
     with Ledger(changed, store_url) as ledger:

@@ -3,7 +3,8 @@
 import pytest
 
 from ledger.config import default_config
-from ledger.signals import InvalidSignal, SignalType, fingerprint, parse_signal
+from ledger.domain import SignalType, fingerprint
+from ledger.signals import InvalidSignal, parse_signal
 
 CONFIG = default_config()
 ENTRY = {"type": "BASE_ENTRY", "instrument": "BANK_NIFTY", "position": "Long_1",

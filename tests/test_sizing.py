@@ -1,4 +1,4 @@
-"""Tom Basso's sizing arithmetic, straight from DOMAIN.md."""
+"""Tom Basso's sizing arithmetic, straight from docs/RULES.md."""
 
 from decimal import Decimal as D
 
@@ -6,7 +6,7 @@ from ledger import sizing
 
 
 def test_worked_example_base_entry_lot_r_lot_v_lot_m():
-    # DOMAIN.md: equity 50 L, point value 35, price 52000, stop 51650, ATR 350, ER 0.82,
+    # docs/RULES.md: equity 50 L, point value 35, price 52000, stop 51650, ATR 350, ER 0.82,
     # Rs 5.4 L free margin.
     s = sizing.size_base_entry(
         equity=D(5_000_000), available_margin=D(540_000), price=D(52000), signal_stop=D(51650),

@@ -22,7 +22,8 @@ from eventsourcing.persistence import StoredEvent
 import migrations
 from ledger import wire
 from ledger.application import Ledger
-from ledger.config import PortfolioParams, default_config
+from ledger.config import default_config
+from ledger.domain import PortfolioParams
 from projections.runner import ProjectionRunner
 from projections.verify import verify
 from tests.alerts import Alerts

@@ -1,90 +1,30 @@
-"""The books as the HTTP API serves them: a small protocol, and a first implementation that
-answers from the event store itself.
+"""A second read model, answered from the event log itself: the oracle the projection tables
+are held to (every row ``ProjectionReads`` answers must equal the one this replays).
 
-The protocol is the seam between the API and where rows come from. ``EventStoreReads``
-replays aggregates and scans the notification log (bounded); a table-backed implementation
-over the projections (portfolio_positions, signal_log) provides the same methods with the same
-keys, and ``create_app`` takes either.
-
-Row shapes (JSON-ready: money and prices as strings, times ISO 8601 UTC):
-
-- portfolio: the keys of ``ledger portfolio --json`` (``Ledger.portfolio_summary``).
-- position: ``POSITION_KEYS``, the requirements' ``portfolio_positions`` columns plus the
-  portfolio, label, exit and sizing facts.
-- signal: ``SIGNAL_KEYS``, the ``signal_log`` columns: one row per distinct signal, with
-  ``processing_status`` = the decision (accepted/rejected) and ``deliveries`` counting retries.
-
-Lists are newest first: positions by when they were opened, signals by when decided.
+Aggregates are replayed (cached and snapshotted by the library); lists are found by scanning
+the notification log backwards, bounded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
-from ledger.application import Ledger, UnknownPortfolio, UnknownPosition
+from ledger.application import Ledger, UnknownPortfolio
 from ledger.domain import Portfolio, Position, SignalRecord
+from ledger.presenters import equity_mode
 from projections import rows
-
-POSITION_STATUSES = ("open", "partial", "closed")
-
-POSITION_KEYS = (
-    "position_id", "portfolio", "instrument", "label", "status", "is_base_position",
-    "base_position_id", "entry_fingerprint", "entry_timestamp", "entry_price", "lots",
-    "lot_size", "quantity", "point_value", "margin_per_lot", "initial_stop", "current_stop",
-    "highest_close", "signal_stop", "mark", "unrealized_pnl", "realized_pnl", "risk_amount",
-    "margin", "risk_contribution", "vol_contribution", "entry_risk_contribution",
-    "entry_vol_contribution", "equity_at_entry", "rollover_status", "original_expiry",
-    "original_strike", "original_entry_price", "rollover_timestamp", "rollover_pnl",
-    "rollover_count", "strike", "expiry", "pe_symbol", "ce_symbol", "pe_order_id",
-    "ce_order_id", "pe_entry_price", "ce_entry_price", "contract_month", "futures_symbol",
-    "futures_order_id", "atr", "er", "limiter", "sizing", "exit_timestamp", "exit_price",
-    "exit_reason", "version", "created_at", "updated_at",
-)
-
-SIGNAL_KEYS = (
-    "id", "fingerprint", "portfolio", "instrument", "signal_type", "position",
-    "signal_timestamp", "price", "processing_status", "reasons", "position_ids", "lots",
-    "limiter", "deliveries", "is_duplicate", "received_at", "processed_at",
-    "processed_by_instance", "last_delivery_at", "last_delivery_instance", "payload",
-    "decision", "version",
-)
-
-
-class ReadModel(Protocol):
-    def portfolio(self, name: str) -> dict[str, Any]:
-        """Keys as ``ledger portfolio --json``; raises UnknownPortfolio."""
-        ...
-
-    def positions(self, *, portfolio: str | None, status: str | None,
-                  instrument: str | None, limit: int) -> list[dict[str, Any]]:
-        """Position rows matching every filter given, newest first, at most ``limit``."""
-        ...
-
-    def position(self, position_id: str) -> dict[str, Any]:
-        """One position row; raises UnknownPosition."""
-        ...
-
-    def position_history(self, position_id: str) -> list[dict[str, Any]]:
-        """The position's events replayed, oldest first; raises UnknownPosition."""
-        ...
-
-    def signals(self, *, portfolio: str | None, limit: int) -> list[dict[str, Any]]:
-        """Signal rows, most recently decided first, at most ``limit``."""
-        ...
-
 
 _POSITION_OPENED = get_topic(Position.PositionOpened)
 _SIGNAL_DECIDED = get_topic(SignalRecord.SignalDecided)
 
 
 class EventStoreReads:
-    """``ReadModel`` answered from the event store: aggregates replayed (cached and
-    snapshotted by the library), lists found by scanning the log backwards.
+    """``api.read_model.ReadModel`` answered from the event store.
 
     A scan reads at most ``scan_notifications_max`` notifications, ``scan_window`` at a time,
     so a list over a long history may stop short of ``limit``: the projections serve those.
@@ -123,12 +63,14 @@ class EventStoreReads:
             return [self._row(p, books) for p in found[:limit]]
         rows = []
         for notification in self._newest_first(_POSITION_OPENED):
-            opened = self.ledger.mapper.to_domain_event(notification)
-            if portfolio is not None and opened.portfolio != portfolio:  # type: ignore[attr-defined]
+            event = self.ledger.mapper.to_domain_event(notification)
+            assert isinstance(event, Position.PositionOpened)
+            opened = event.opening
+            if portfolio is not None and opened.portfolio != portfolio:
                 continue
-            if instrument is not None and opened.instrument != instrument:  # type: ignore[attr-defined]
+            if instrument is not None and opened.instrument != instrument:
                 continue
-            position = self.ledger.position(opened.position_id)  # type: ignore[attr-defined]
+            position = self.ledger.position(opened.position_id)
             if status is not None and position.status != status:
                 continue
             rows.append(self._row(position, books))
@@ -191,7 +133,7 @@ class _Books:
             except UnknownPortfolio:  # positions of a portfolio since removed from config
                 book = self.ledger.repository.get(Portfolio.create_id(name))
             params = self.ledger.config.portfolio(name)
-            self._loaded[name] = (book, book.equity(params.equity_mode if params else "blended"))
+            self._loaded[name] = (book, book.equity(equity_mode(params)))
         return self._loaded[name]
 
     def get(self, name: str) -> Portfolio:
@@ -199,7 +141,3 @@ class _Books:
 
     def equity(self, name: str) -> Decimal:
         return self._load(name)[1]
-
-
-__all__ = ["POSITION_KEYS", "POSITION_STATUSES", "SIGNAL_KEYS", "EventStoreReads", "ReadModel",
-           "UnknownPortfolio", "UnknownPosition"]

@@ -1,14 +1,8 @@
-"""The event catalogue and the aggregates that decide.
+"""``portfolio:<name>``: the decision journal, and the decider.
 
-Three kinds of stream (see docs/ARCHITECTURE.md):
-
-- ``portfolio:<name>`` (Portfolio): the decision journal. Every decision appends exactly one
-  event here, so two deciders working from the same portfolio version conflict and one retries.
-  Its state is everything a decision reads: closed equity, marks, open holdings, pyramiding.
-- ``position:<position id>`` (Position): one position's lifecycle, from PositionOpened to
-  Exited, written in the same transaction as the portfolio event that caused it.
-- ``signal:<fingerprint>`` (SignalRecord): version 1 is the receipt of a decided signal. Its
-  unique key is what makes a second delivery of the same alert a duplicate.
+Every decision appends exactly one event here, so two deciders working from the same
+portfolio version conflict on the stream's next version and one decides again. Its state is
+everything a decision reads: closed equity, marks, open holdings, pyramiding.
 
 Command methods decide and raise nothing for business outcomes: a rejection is an event.
 Methods decorated with ``@event`` only apply facts (they run again on every replay).
@@ -16,237 +10,64 @@ Methods decorated with ``@event`` only apply facts (they run again on every repl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from decimal import Decimal
-from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from ledger import sizing
-from ledger.calendar import Contract
-from ledger.config import Instrument, PortfolioParams
-from ledger.signals import BASE_LABEL, EXIT_ALL, Signal, SignalType
-
-# Stream ids are uuid5 of a readable stream name under this namespace. Changing it orphans
-# every stored stream: never do.
-NAMESPACE = UUID("6a1f8a52-3c2e-4f2b-9a59-0b4c6d9e7f10")
-HALF = Decimal("0.5")
-
-
-def stream_name(kind: str, key: str) -> str:
-    return f"{kind}:{key}"
-
-
-def stream_id(kind: str, key: str) -> UUID:
-    return uuid5(NAMESPACE, stream_name(kind, key))
-
-
-# --- Value objects carried in events and state ------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mark:
-    """The latest price seen for an instrument, and the signal time it was seen at."""
-
-    price: Decimal
-    timestamp: datetime
-
-
-@dataclass(frozen=True)
-class Holding:
-    """An open position as the portfolio sees it: what decisions read."""
-
-    position_id: str
-    instrument: str
-    label: str
-    is_base: bool
-    lots: int
-    entry_price: Decimal
-    entry_timestamp: datetime
-    initial_stop: Decimal
-    current_stop: Decimal
-    highest_close: Decimal
-    atr: Decimal
-    point_value: Decimal
-    margin_per_lot: Decimal
-
-    @property
-    def risk(self) -> Decimal:
-        return max(Decimal(0), self.entry_price - self.current_stop) * self.lots * self.point_value
-
-    @property
-    def volatility(self) -> Decimal:
-        return self.atr * self.lots * self.point_value
-
-    @property
-    def margin(self) -> Decimal:
-        return self.lots * self.margin_per_lot
-
-    def pnl_at(self, price: Decimal, lots: int | None = None) -> Decimal:
-        return (price - self.entry_price) * (self.lots if lots is None else lots) * self.point_value
-
-
-@dataclass(frozen=True)
-class PyramidState:
-    """Per instrument: the base the pyramids build on, the last pyramid price, how many."""
-
-    base_position_id: str | None
-    last_pyramid_price: Decimal | None
-    pyramids: int
-
-
-@dataclass(frozen=True)
-class StopChange:
-    position_id: str
-    highest_close: Decimal
-    current_stop: Decimal
-    previous_stop: Decimal
-
-
-@dataclass(frozen=True)
-class Closing:
-    """Lots closed at a price, and the P&L realized into closed equity."""
-
-    position_id: str
-    lots: int
-    price: Decimal
-    realized_pnl: Decimal
-    reason: str
-
-
-@dataclass(frozen=True)
-class Reason:
-    code: str
-    message: str
-
-
-# Rejection reason codes (docs/EVENTS.md lists them with their meaning).
-BASE_ALREADY_OPEN = "base_already_open"
-POSITION_ALREADY_OPEN = "position_already_open"
-NO_EQUITY = "no_equity"
-ZERO_LOTS = "zero_lots"
-RISK_CAP = "risk_cap"
-VOLATILITY_CAP = "volatility_cap"
-MARGIN_CAP = "margin_cap"
-NO_BASE_POSITION = "no_base_position"
-MAX_PYRAMIDS = "max_pyramids"
-ONE_R_GATE = "one_r_gate"
-ATR_SPACING_GATE = "atr_spacing_gate"
-PROFIT_GATE = "profit_gate"
-PYRAMID_RISK_CAP = "pyramid_risk_cap"
-PYRAMID_VOLATILITY_CAP = "pyramid_volatility_cap"
-POSITION_NOT_OPEN = "position_not_open"
-NO_OPEN_POSITIONS = "no_open_positions"
-
-
-@dataclass(frozen=True)
-class Opening:
-    """The facts of a new position, as PositionOpened records them."""
-
-    position_id: str
-    portfolio: str
-    instrument: str
-    label: str
-    is_base: bool
-    base_position_id: str | None
-    fingerprint: str
-    entry_timestamp: datetime
-    entry_price: Decimal
-    lots: int
-    lot_size: int
-    quantity: int
-    point_value: Decimal
-    margin_per_lot: Decimal
-    initial_stop: Decimal
-    signal_stop: Decimal
-    atr: Decimal
-    er: Decimal | None
-    limiter: str
-    sizing: dict[str, Decimal]
-    equity: Decimal
-    risk_contribution: Decimal
-    vol_contribution: Decimal
-    expiry: str
-    contract_month: str
-    strike: int | None
-    ce_symbol: str | None
-    pe_symbol: str | None
-    futures_symbol: str | None
-
-    def holding(self) -> Holding:
-        return Holding(
-            position_id=self.position_id,
-            instrument=self.instrument,
-            label=self.label,
-            is_base=self.is_base,
-            lots=self.lots,
-            entry_price=self.entry_price,
-            entry_timestamp=self.entry_timestamp,
-            initial_stop=self.initial_stop,
-            current_stop=self.initial_stop,
-            highest_close=self.entry_price,
-            atr=self.atr,
-            point_value=self.point_value,
-            margin_per_lot=self.margin_per_lot,
-        )
-
-
-@dataclass(frozen=True)
-class Roll:
-    """The facts of moving a position to the next contract."""
-
-    position_id: str
-    command_id: str
-    at: datetime
-    close_price: Decimal  # old contract closed here
-    open_price: Decimal  # new contract opened here
-    rollover_pnl: Decimal  # realized on the old contract
-    old_expiry: str
-    new_expiry: str
-    old_strike: int | None
-    new_strike: int | None
-    lot_size: int
-    point_value: Decimal
-    margin_per_lot: Decimal
-    quantity: int
-    contract_month: str
-    ce_symbol: str | None
-    pe_symbol: str | None
-    futures_symbol: str | None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the portfolio decided about one signal, for the service layer to apply."""
-
-    accepted: bool
-    equity: Decimal | None = None
-    reasons: tuple[Reason, ...] = ()
-    lots: int | None = None
-    limiter: str | None = None
-    sizing: dict[str, Decimal] | None = None
-    opened: Opening | None = None
-    trailed: tuple[StopChange, ...] = ()
-    closed: tuple[Closing, ...] = ()
-    position_ids: tuple[str, ...] = ()
-
-
-VALUE_TYPES: tuple[type, ...] = (Mark, Holding, PyramidState, StopChange, Closing, Roll)
-
-
-# --- Portfolio: the decider --------------------------------------------------------------
+from ledger.domain.params import Instrument, PortfolioParams
+from ledger.domain.values import (
+    ATR_SPACING_GATE,
+    BASE_ALREADY_OPEN,
+    BASE_LABEL,
+    EXIT_ALL,
+    HALF,
+    MARGIN_CAP,
+    MAX_PYRAMIDS,
+    NO_BASE_POSITION,
+    NO_EQUITY,
+    NO_OPEN_POSITIONS,
+    ONE_R_GATE,
+    POSITION_ALREADY_OPEN,
+    POSITION_NOT_OPEN,
+    PROFIT_GATE,
+    PYRAMID_RISK_CAP,
+    PYRAMID_VOLATILITY_CAP,
+    RISK_CAP,
+    VOLATILITY_CAP,
+    ZERO_LOTS,
+    Closing,
+    Contract,
+    Holding,
+    Mark,
+    Opening,
+    Outcome,
+    PyramidState,
+    Reason,
+    Roll,
+    Signal,
+    SignalType,
+    StopChange,
+    stream_id,
+    topic,
+)
 
 
 class Portfolio(Aggregate):
     """A named portfolio's books and its decision journal."""
 
+    TOPIC = topic("Portfolio")
+
+    class Created(Aggregate.Created):  # the library's base of the first event; never stored
+        TOPIC = topic("Portfolio.Created")
+
     @staticmethod
     def create_id(name: str) -> UUID:
         return stream_id("portfolio", name)
 
-    @event("PortfolioOpened")
+    @event("PortfolioOpened", topic=topic("Portfolio.PortfolioOpened"))
     def __init__(self, name: str, initial_capital: Decimal) -> None:
         self.name = name
         self.initial_capital = initial_capital
@@ -587,12 +408,12 @@ class Portfolio(Aggregate):
         if state is not None and state.base_position_id == holding.position_id:
             self.pyramiding[holding.instrument] = replace(state, base_position_id=None)
 
-    @event("SignalRejected")
+    @event("SignalRejected", topic=topic("Portfolio.SignalRejected"))
     def _signal_rejected(self, fingerprint: str, signal_type: str, instrument: str,
                          position: str | None, mark: Mark, reasons: list[dict[str, str]]) -> None:
         self._apply_mark(instrument, mark)
 
-    @event("EntryAccepted")
+    @event("EntryAccepted", topic=topic("Portfolio.EntryAccepted"))
     def _entry_accepted(self, fingerprint: str, holding: Holding, mark: Mark,
                         equity: Decimal) -> None:
         self._apply_mark(holding.instrument, mark)
@@ -607,14 +428,14 @@ class Portfolio(Aggregate):
             self.pyramiding[holding.instrument] = replace(
                 state, last_pyramid_price=holding.entry_price, pyramids=state.pyramids + 1)
 
-    @event("ExitAccepted")
+    @event("ExitAccepted", topic=topic("Portfolio.ExitAccepted"))
     def _exit_accepted(self, fingerprint: str, instrument: str, mark: Mark,
                        closings: list[Closing]) -> None:
         self._apply_mark(instrument, mark)
         for closing in closings:
             self._close(closing)
 
-    @event("MarketMarked")
+    @event("MarketMarked", topic=topic("Portfolio.MarketMarked"))
     def _market_marked(self, fingerprint: str, instrument: str, mark: Mark, atr: Decimal,
                        trailed: list[StopChange], reductions: list[Closing]) -> None:
         self._apply_mark(instrument, mark)
@@ -625,246 +446,10 @@ class Portfolio(Aggregate):
         for closing in reductions:
             self._close(closing)
 
-    @event("PositionRolled")
+    @event("PositionRolled", topic=topic("Portfolio.PositionRolled"))
     def _position_rolled(self, roll: Roll) -> None:
         holding = self.holdings[roll.position_id]
         self.closed_equity += roll.rollover_pnl
         self.holdings[roll.position_id] = replace(
             holding, entry_price=roll.open_price, point_value=roll.point_value,
             margin_per_lot=roll.margin_per_lot)
-
-
-# --- Position: one lifecycle --------------------------------------------------------------
-
-
-class Position(Aggregate):
-    """One position from entry to exit: the audit trail of a trade."""
-
-    @staticmethod
-    def create_id(position_id: str) -> UUID:
-        return stream_id("position", position_id)
-
-    @event("PositionOpened")
-    def __init__(self, position_id: str, portfolio: str, instrument: str, label: str,
-                 is_base: bool, base_position_id: str | None, fingerprint: str,
-                 entry_timestamp: datetime, entry_price: Decimal, lots: int, lot_size: int,
-                 quantity: int, point_value: Decimal, margin_per_lot: Decimal,
-                 initial_stop: Decimal, signal_stop: Decimal, atr: Decimal, er: Decimal | None,
-                 limiter: str, sizing: dict[str, Decimal], equity: Decimal,
-                 risk_contribution: Decimal, vol_contribution: Decimal, expiry: str,
-                 contract_month: str, strike: int | None, ce_symbol: str | None,
-                 pe_symbol: str | None, futures_symbol: str | None) -> None:
-        self.position_id = position_id
-        self.portfolio = portfolio
-        self.instrument = instrument
-        self.label = label
-        self.is_base_position = is_base
-        self.base_position_id = base_position_id
-        self.fingerprint = fingerprint
-        self.status = "open"
-        self.entry_timestamp = entry_timestamp
-        self.entry_price = entry_price
-        self.lots = lots
-        self.lot_size = lot_size
-        self.quantity = quantity
-        self.point_value = point_value
-        self.margin_per_lot = margin_per_lot
-        self.initial_stop = initial_stop
-        self.current_stop = initial_stop
-        self.highest_close = entry_price
-        self.signal_stop = signal_stop
-        self.atr = atr
-        self.er = er
-        self.limiter = limiter
-        self.sizing = sizing
-        self.equity_at_entry = equity
-        self.risk_contribution = risk_contribution
-        self.vol_contribution = vol_contribution
-        self.realized_pnl = Decimal(0)
-        self.expiry = expiry
-        self.contract_month = contract_month
-        self.strike = strike
-        self.ce_symbol = ce_symbol
-        self.pe_symbol = pe_symbol
-        self.futures_symbol = futures_symbol
-        self.rollover_status = "none"
-        self.original_expiry = expiry
-        self.original_strike = strike
-        self.original_entry_price = entry_price
-        self.rollover_timestamp: datetime | None = None
-        self.rollover_pnl = Decimal(0)
-        self.rollover_count = 0
-        self.exit_price: Decimal | None = None
-        self.exit_timestamp: datetime | None = None
-        self.exit_reason: str | None = None
-
-    @classmethod
-    def open(cls, opening: Opening) -> Position:
-        return cls(**opening.__dict__)
-
-    @property
-    def is_open(self) -> bool:
-        return self.status != "closed"
-
-    def trail(self, fingerprint: str, change: StopChange, close: Decimal, atr: Decimal,
-              at: datetime) -> None:
-        assert self.is_open, f"{self.position_id} is closed"
-        assert change.current_stop >= self.current_stop, "a stop never falls"
-        assert change.highest_close >= self.highest_close
-        self._stop_trailed(fingerprint=fingerprint, close=close, atr=atr,
-                           highest_close=change.highest_close, current_stop=change.current_stop,
-                           previous_stop=self.current_stop, at=at)
-
-    def close(self, fingerprint: str, closing: Closing, at: datetime) -> None:
-        """Close some lots (peel-off) or all of them (exit)."""
-        assert self.is_open, f"{self.position_id} is closed"
-        assert 0 < closing.lots <= self.lots
-        if closing.lots < self.lots:
-            self._position_reduced(fingerprint=fingerprint, lots_closed=closing.lots,
-                                   lots_remaining=self.lots - closing.lots, price=closing.price,
-                                   realized_pnl=closing.realized_pnl, reason=closing.reason, at=at)
-        else:
-            self._exited(fingerprint=fingerprint, exit_price=closing.price, exit_timestamp=at,
-                         lots=closing.lots, realized_pnl=closing.realized_pnl,
-                         reason=closing.reason)
-
-    def plan_roll(self, contract: Contract, close_price: Decimal, open_price: Decimal,
-                  at: datetime, command_id: str) -> Roll:
-        """The facts of rolling this position into ``contract`` at the given leg prices."""
-        assert self.is_open, f"{self.position_id} is closed"
-        return Roll(
-            position_id=self.position_id, command_id=command_id, at=at,
-            close_price=close_price, open_price=open_price,
-            rollover_pnl=(close_price - self.entry_price) * self.lots * self.point_value,
-            old_expiry=self.expiry, new_expiry=contract.expiry.isoformat(),
-            old_strike=self.strike, new_strike=contract.strike, lot_size=contract.lot_size,
-            point_value=contract.point_value, margin_per_lot=contract.margin_per_lot,
-            quantity=self.lots * contract.lot_size, contract_month=contract.contract_month,
-            ce_symbol=contract.ce_symbol, pe_symbol=contract.pe_symbol,
-            futures_symbol=contract.futures_symbol,
-        )
-
-    def roll(self, roll: Roll) -> None:
-        assert self.is_open, f"{self.position_id} is closed"
-        assert roll.position_id == self.position_id
-        self._rolled_over(**roll.__dict__)
-
-    @event("StopTrailed")
-    def _stop_trailed(self, fingerprint: str, close: Decimal, atr: Decimal,
-                      highest_close: Decimal, current_stop: Decimal, previous_stop: Decimal,
-                      at: datetime) -> None:
-        self.highest_close = highest_close
-        self.current_stop = current_stop
-
-    @event("PositionReduced")
-    def _position_reduced(self, fingerprint: str, lots_closed: int, lots_remaining: int,
-                          price: Decimal, realized_pnl: Decimal, reason: str,
-                          at: datetime) -> None:
-        self.lots = lots_remaining
-        self.quantity = lots_remaining * self.lot_size
-        self.realized_pnl += realized_pnl
-        self.status = "partial"
-
-    @event("Exited")
-    def _exited(self, fingerprint: str, exit_price: Decimal, exit_timestamp: datetime, lots: int,
-                realized_pnl: Decimal, reason: str) -> None:
-        self.status = "closed"
-        self.realized_pnl += realized_pnl
-        self.exit_price = exit_price
-        self.exit_timestamp = exit_timestamp
-        self.exit_reason = reason
-
-    @event("RolledOver")
-    def _rolled_over(self, position_id: str, command_id: str, at: datetime,
-                     close_price: Decimal, open_price: Decimal, rollover_pnl: Decimal,
-                     old_expiry: str, new_expiry: str, old_strike: int | None,
-                     new_strike: int | None, lot_size: int, point_value: Decimal,
-                     margin_per_lot: Decimal, quantity: int, contract_month: str,
-                     ce_symbol: str | None, pe_symbol: str | None,
-                     futures_symbol: str | None) -> None:
-        self.entry_price = open_price
-        self.expiry = new_expiry
-        self.strike = new_strike
-        self.lot_size = lot_size
-        self.point_value = point_value
-        self.margin_per_lot = margin_per_lot
-        self.quantity = quantity
-        self.contract_month = contract_month
-        self.ce_symbol, self.pe_symbol, self.futures_symbol = ce_symbol, pe_symbol, futures_symbol
-        self.rollover_status = "rolled"
-        self.rollover_timestamp = at
-        self.rollover_pnl += rollover_pnl
-        self.rollover_count += 1
-
-    def state(self) -> dict[str, Any]:
-        """The position's fields (requirements' names), for history and projections."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-
-# --- SignalRecord: the receipt that makes a signal unique ---------------------------------
-
-
-class SignalRecord(Aggregate):
-    """Version 1 of ``signal:<fingerprint>``: the first decision, returned to every retry."""
-
-    @staticmethod
-    def create_id(fingerprint: str) -> UUID:
-        return stream_id("signal", fingerprint)
-
-    @event("SignalDecided")
-    def __init__(self, fingerprint: str, portfolio: str, signal_type: str, instrument: str,
-                 position: str | None, signal_timestamp: datetime, payload: dict[str, Any],
-                 decision: dict[str, Any], received_at: datetime, instance_id: str) -> None:
-        self.fingerprint = fingerprint
-        self.portfolio = portfolio
-        self.signal_type = signal_type
-        self.instrument = instrument
-        self.position = position
-        self.signal_timestamp = signal_timestamp
-        self.payload = payload
-        self.decision = decision
-        self.received_at = received_at
-        self.instance_id = instance_id
-        self.deliveries = 1
-
-    def redeliver(self, received_at: datetime, instance_id: str) -> None:
-        """Count another delivery of this signal; it is answered with the first decision."""
-        self._redelivered(received_at=received_at, instance_id=instance_id)
-
-    @event("SignalRedelivered")
-    def _redelivered(self, received_at: datetime, instance_id: str) -> None:
-        self.deliveries += 1
-
-
-
-# --- Instance: a service process, for instance_metadata -----------------------------------
-
-
-class Instance(Aggregate):
-    """``instance:<host:pid>``: a `ledger serve` process started, and stopped cleanly.
-
-    A process that never records InstanceStopped stopped uncleanly (or still runs); its
-    heartbeats live in Redis, not in the log.
-    """
-
-    @staticmethod
-    def create_id(instance_id: str) -> UUID:
-        return stream_id("instance", instance_id)
-
-    @event("InstanceStarted")
-    def __init__(self, instance_id: str, hostname: str, port: int | None, software_version: str,
-                 started_at: datetime) -> None:
-        self.instance_id = instance_id
-        self.hostname = hostname
-        self.port = port
-        self.software_version = software_version
-        self.started_at = started_at
-        self.stopped_at: datetime | None = None
-
-    def stop(self, at: datetime) -> None:
-        if self.stopped_at is None:
-            self._stopped(at=at)
-
-    @event("InstanceStopped")
-    def _stopped(self, at: datetime) -> None:
-        self.stopped_at = at

@@ -1,4 +1,4 @@
-"""The ``ledger`` command.
+"""The ``ledger`` command: a thin entry point over ``service.bootstrap``.
 
 Exit codes: 0 done (an accepted or a rejected decision both count), 1 `verify` found the
 tables differ from the log, 2 invalid input (nothing appended), 3 store not ready (unreachable
@@ -12,10 +12,23 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from eventsourcing.persistence import PersistenceError
+
+import migrations
 from ledger import wire
+from ledger.application import (
+    DecisionContended,
+    Ledger,
+    StoreNotReady,
+    UnknownPortfolio,
+    UnknownPosition,
+    UnknownSignal,
+)
 from ledger.config import ConfigError, load_config
+from ledger.domain import Position
 from ledger.signals import InvalidSignal, Problem, is_fingerprint, parse_instant
-from ledger.store import StoreUrlError
+from ledger.storage import StoreUrlError
+from service import bootstrap
 
 EXIT_OK, EXIT_INVALID, EXIT_STORE, EXIT_NOT_FOUND, EXIT_CONTENDED = 0, 2, 3, 4, 5
 EXIT_DIFFERS = 1  # `ledger verify`: the tables differ from the log
@@ -42,24 +55,12 @@ def _invalid(problems: list[Problem], line: int | None = None) -> dict[str, Any]
 
 
 def _open_ledger(args: argparse.Namespace, *, ready: bool = True,
-                 migrated: bool = False) -> Any:
-    from ledger.application import Ledger, StoreNotReady
-
-    ledger = Ledger(load_config(args.config), args.database_url)
-    if ready:
-        ledger.check_ready()
-    if migrated:
-        import migrations
-
-        if steps := migrations.missing(ledger):
-            raise StoreNotReady(f"{ledger.store.redacted_url} lacks {', '.join(steps)}: "
-                                f"run `ledger migrate`")
-    return ledger
+                 migrated: bool = False) -> Ledger:
+    return bootstrap.open_ledger(load_config(args.config), args.database_url, ready=ready,
+                                 migrated=migrated)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    import migrations
-
     ledger = _open_ledger(args, ready=False)
     steps = migrations.migrate(ledger)
     done = ", ".join(steps) if steps else "nothing to do"
@@ -111,18 +112,21 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
 def _history_line(entry: dict[str, Any]) -> str:
     s, e = entry["state"], entry["event"]
-    detail = {
-        "PositionOpened": lambda: f"lots={s['lots']} entry={s['entry_price']} "
-                                  f"stop={s['initial_stop']} limiter={s['limiter']}",
-        "StopTrailed": lambda: f"close={e['close']} stop {e['previous_stop']} -> "
-                               f"{e['current_stop']}",
-        "PositionReduced": lambda: f"-{e['lots_closed']} lots at {e['price']} "
-                                   f"pnl={wire.money(e['realized_pnl'])}",
-        "Exited": lambda: f"exit={e['exit_price']} pnl={wire.money(e['realized_pnl'])} "
-                          f"({e['reason']})",
-        "RolledOver": lambda: f"{e['old_expiry']} -> {e['new_expiry']} "
-                              f"pnl={wire.money(e['rollover_pnl'])}",
-    }.get(entry["type"], lambda: "")()
+    details: dict[type, Callable[[], str]] = {
+        Position.PositionOpened: lambda: (f"lots={s['lots']} entry={s['entry_price']} "
+                                          f"stop={s['initial_stop']} limiter={s['limiter']}"),
+        Position.StopTrailed: lambda: (f"close={e['close']} stop {e['previous_stop']} -> "
+                                       f"{e['current_stop']}"),
+        Position.PositionReduced: lambda: (f"-{e['lots_closed']} lots at {e['price']} "
+                                           f"pnl={wire.money(e['realized_pnl'])}"),
+        Position.Exited: lambda: (f"exit={e['exit_price']} "
+                                  f"pnl={wire.money(e['realized_pnl'])} ({e['reason']})"),
+        Position.RolledOver: lambda: (f"{e['old_expiry']} -> {e['new_expiry']} "
+                                      f"pnl={wire.money(e['rollover_pnl'])}"),
+    }
+    # Keyed by the event classes themselves: renaming one breaks here, loudly.
+    detail = {cls.__name__: line for cls, line in details.items()}.get(entry["type"],
+                                                                       lambda: "")()
     return (f"v{entry['version']:<3} {entry['type']:<16} status={s['status']:<7} "
             f"{_cause(entry.get('signal')):<24} {detail}")
 
@@ -137,8 +141,6 @@ def _cause(signal: dict[str, Any] | None) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from ledger.application import UnknownPosition
-
     ledger = _open_ledger(args)
     try:
         entries = ledger.position_history(args.position_id)
@@ -155,8 +157,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_portfolio(args: argparse.Namespace) -> int:
-    from ledger.application import UnknownPortfolio
-
     problems: list[Problem] = []
     at = None if args.as_of is None else parse_instant(args.as_of, "--as-of", problems)
     if problems:
@@ -186,10 +186,8 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
 def cmd_project(args: argparse.Namespace) -> int:
     import signal
 
-    from projections.runner import ProjectionRunner
-
-    ledger = _open_ledger(args, migrated=True)
-    runner = ProjectionRunner(ledger)
+    runner = bootstrap.projection_runner(load_config(args.config), args.database_url)
+    ledger = runner.ledger
     if args.once:
         applied = runner.catch_up()
         _out({"applied": applied, "position": runner.projector.position if runner.projector
@@ -236,14 +234,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_trail(args: argparse.Namespace) -> int:
-    from ledger.application import UnknownSignal
-
     if not is_fingerprint(args.fingerprint):
         _err(f"fingerprint: must be 64 lowercase hex digits (as a decision's `fingerprint`); "
              f"got {args.fingerprint!r}")
         return EXIT_INVALID
-    import migrations
-    from projections.reads import with_projection_rows
+    from projections.read_model import with_projection_rows
 
     ledger = _open_ledger(args)
     try:
@@ -288,13 +283,14 @@ def _trail_lines(trail: dict[str, Any]) -> Iterator[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from api.serve import run  # the HTTP stack loads only for this command
+    from service.serve import run  # the HTTP stack loads only for this command
 
     return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ledger", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="ledger", description="Decide TradingView alerts exactly once and keep the books.")
     parser.add_argument("--config", default=None,
                         help="TOML configuration (default: $LEDGER_CONFIG, else built-in)")
     parser.add_argument("--database-url", default=None,
@@ -358,10 +354,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eventsourcing.persistence import PersistenceError
-
-    from ledger.application import DecisionContended, StoreNotReady
-
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

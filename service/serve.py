@@ -17,11 +17,10 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 from starlette.applications import Starlette
 
-from api.app import create_app
 from api.settings import ENV_TOKEN, ServeSettings, SettingsError, from_environment
-from ledger.application import Ledger, StoreNotReady
 from ledger.config import LedgerConfig, load_config
-from ledger.store import store_settings
+from ledger.storage import store_settings
+from service import bootstrap
 
 log = logging.getLogger("ledger.api")
 
@@ -48,26 +47,16 @@ def run(args: argparse.Namespace) -> int:
     store = store_settings(args.database_url, config.limits)  # a bad URL stops us here
     try:
         settings = from_environment(config.limits, host=args.host, port=args.port)
-        settings.check_startable(config.limits, store.backend)
+        settings.check_startable(config.limits, store.dialect.bounded_pool)
     except SettingsError as e:
         print(f"ledger: {e}", file=sys.stderr)
         return EXIT_INVALID
-
-    def open_ledger() -> Ledger:
-        ledger = Ledger(config, args.database_url)
-        try:
-            ledger.check_ready()
-        except StoreNotReady as e:
-            # Serve anyway: /ready says 503 and alerts get 503 (so TradingView retries) until
-            # the store is back; a restart loop would lose the same alerts.
-            log.warning("store not ready yet: %s", e)
-        return ledger
 
     log.info("store %s; webhook secret %s; api token %s; source allowlist %s",
              store.redacted_url, "set" if settings.webhook_secret else "NOT SET",
              "set" if settings.api_token else f"not set (reads are open; set {ENV_TOKEN})",
              "off" if settings.allowlist is None else ", ".join(map(str, settings.allowlist)))
-    app = create_app(settings, open_ledger)
+    app = bootstrap.http_app(settings, config, args.database_url)
     asyncio.run(serve_until_signalled(app, hypercorn_config(settings,
                                                             access_log=args.access_log)))
     log.info("stopped")

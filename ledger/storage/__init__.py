@@ -1,4 +1,5 @@
-"""Where events are stored: ``LEDGER_DATABASE_URL`` turned into the library's settings.
+"""Where events are stored: ``LEDGER_DATABASE_URL`` turned into the library's settings and
+the dialect the rest of the code asks (``ledger.storage.dialect``), chosen once, here.
 
 ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (the embedded default), or
 ``postgresql://user:password@host:port/dbname?schema=name`` (production).
@@ -10,10 +11,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ledger.config import Limits
+from ledger.storage.postgres import PostgresDialect
+from ledger.storage.sqlite import SQLiteDialect
 
 DEFAULT_DATABASE_URL = "sqlite:///ledger.sqlite3"
 
@@ -25,8 +28,12 @@ class StoreUrlError(ValueError):
 @dataclass(frozen=True)
 class StoreSettings:
     url: str
-    backend: Literal["sqlite", "postgres"]
+    dialect: type[PostgresDialect] | type[SQLiteDialect]
     env: dict[str, str]  # eventsourcing environment for the application
+
+    def open_dialect(self, recorder: Any) -> PostgresDialect | SQLiteDialect:
+        """The dialect bound to the application's recorder (its connection pool)."""
+        return self.dialect(self, recorder)
 
     @property
     def redacted_url(self) -> str:
@@ -63,7 +70,7 @@ def store_settings(url: str | None = None, limits: Limits | None = None) -> Stor
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": str(max(1, limits.store_lock_timeout_s)),
         }
-        return StoreSettings(url, "sqlite", env)
+        return StoreSettings(url, SQLiteDialect, env)
     if parts.scheme in ("postgresql", "postgres"):
         dbname = unquote(parts.path.lstrip("/"))
         if not dbname:
@@ -90,9 +97,9 @@ def store_settings(url: str | None = None, limits: Limits | None = None) -> Stor
             "POSTGRES_MAX_OVERFLOW": str(limits.store_pool_overflow),
             "POSTGRES_PRE_PING": "y",  # a restarted server must not cost a failed decision
         }
-        return StoreSettings(url, "postgres", env)
+        return StoreSettings(url, PostgresDialect, env)
     raise StoreUrlError(f"{_redact(url)}: expected sqlite:///FILE or postgresql://...")
 
 
 def _redact(url: str) -> str:
-    return StoreSettings(url, "sqlite", {}).redacted_url
+    return StoreSettings(url, SQLiteDialect, {}).redacted_url

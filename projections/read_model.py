@@ -1,7 +1,7 @@
 """``ReadModel`` over the projection tables: what `ledger serve` reads answer from.
 
-Rows come back exactly as the projector computed them (``projections.tables.decode``), so
-they equal what ``api.reads.EventStoreReads`` answers from the log at the same position.
+Rows come back exactly as the projector computed them (``projections.schema.decode``), so
+they equal the rows ``projections.rows`` computes from the log at the same position.
 A position's history is an audit question: it is replayed from the position's stream.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ledger.application import Ledger, UnknownPortfolio, UnknownPosition
-from projections.store import TableStore
-from projections.tables import PORTFOLIO_STATE, POSITIONS, PYRAMIDING, SIGNALS
+from projections.schema import PORTFOLIO_STATE, POSITIONS, PYRAMIDING, SIGNALS
+from projections.tables import TableStore
 
 # portfolio_summary's open_positions entries, from portfolio_positions columns.
 _OPEN_POSITION = (
@@ -37,18 +37,19 @@ class ProjectionReads:
         self.tables = TableStore(ledger)
 
     def portfolio(self, name: str) -> dict[str, Any]:
+        p = self.tables.p
         with self.ledger.transaction(read_only=True) as cursor:
             self.tables.lock_for_reading(cursor, (PORTFOLIO_STATE.name, PYRAMIDING.name,
                                                   POSITIONS.name))
-            state = self.tables.read(cursor, PORTFOLIO_STATE, "WHERE portfolio = %s", (name,))
+            state = self.tables.read(cursor, PORTFOLIO_STATE, f"WHERE portfolio = {p}", (name,))
             if not state:
                 if self.ledger.config.portfolio(name) is None:
                     raise UnknownPortfolio(name)
                 return self.ledger.portfolio_summary(name)  # never used: nothing to replay
             pyramiding = self.tables.read(cursor, PYRAMIDING,
-                                          "WHERE portfolio = %s ORDER BY instrument", (name,))
+                                          f"WHERE portfolio = {p} ORDER BY instrument", (name,))
             held = self.tables.read(
-                cursor, POSITIONS, "WHERE portfolio = %s AND status IN (%s, %s) "
+                cursor, POSITIONS, f"WHERE portfolio = {p} AND status IN ({p}, {p}) "
                 "ORDER BY instrument, entry_timestamp, position_id", (name, *OPEN))
         row = state[0]
         return {
@@ -70,7 +71,7 @@ class ProjectionReads:
         for column, value in (("portfolio", portfolio), ("status", status),
                               ("instrument", instrument.upper() if instrument else None)):
             if value is not None:
-                where.append(f"{column} = %s")
+                where.append(f"{column} = {self.tables.p}")
                 params.append(value)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self.ledger.transaction(read_only=True) as cursor:
@@ -80,8 +81,8 @@ class ProjectionReads:
 
     def position(self, position_id: str) -> dict[str, Any]:
         with self.ledger.transaction(read_only=True) as cursor:
-            found = self.tables.read(cursor, POSITIONS, "WHERE position_id = %s",
-                                     (position_id,))
+            found = self.tables.read(cursor, POSITIONS,
+                                     f"WHERE position_id = {self.tables.p}", (position_id,))
         if not found:
             raise UnknownPosition(position_id)
         return found[0]
@@ -90,16 +91,11 @@ class ProjectionReads:
         return self.ledger.position_history(position_id)
 
     def signals(self, *, portfolio: str | None, limit: int) -> list[dict[str, Any]]:
-        clause, params = ("WHERE portfolio = %s ", (portfolio,)) if portfolio else ("", ())
+        clause, params = ((f"WHERE portfolio = {self.tables.p} ", (portfolio,)) if portfolio
+                          else ("", ()))
         with self.ledger.transaction(read_only=True) as cursor:
             return self.tables.read(cursor, SIGNALS, f"{clause}ORDER BY id DESC "
                                     f"LIMIT {int(limit)}", params)
-
-    def signal(self, fingerprint: str) -> dict[str, Any] | None:
-        """The signal_log row of one signal (None until projected)."""
-        with self.ledger.transaction(read_only=True) as cursor:
-            found = self.tables.read(cursor, SIGNALS, "WHERE fingerprint = %s", (fingerprint,))
-        return found[0] if found else None
 
 
 def with_projection_rows(ledger: Ledger, trail: dict[str, Any]) -> dict[str, Any]:
@@ -107,14 +103,15 @@ def with_projection_rows(ledger: Ledger, trail: dict[str, Any]) -> dict[str, Any
     tables hold for it — its ``signal_log`` row and the rows of the positions its decision
     touched (None where not projected yet), at the tables' log position."""
     reads = ProjectionReads(ledger)
+    p = reads.tables.p
     with ledger.transaction(snapshot=True, read_only=True) as cursor:
         reads.tables.lock_for_reading(cursor, (SIGNALS.name, POSITIONS.name))
         position = reads.tables.tracked(cursor)
-        signal = reads.tables.read(cursor, SIGNALS, "WHERE fingerprint = %s",
+        signal = reads.tables.read(cursor, SIGNALS, f"WHERE fingerprint = {p}",
                                    (trail["fingerprint"],))
         positions = {}
         for position_id in trail["decision"].get("position_ids", []):
-            found = reads.tables.read(cursor, POSITIONS, "WHERE position_id = %s",
+            found = reads.tables.read(cursor, POSITIONS, f"WHERE position_id = {p}",
                                       (position_id,))
             positions[position_id] = found[0] if found else None
     return {**trail, "projection_rows": {"log_position": position,

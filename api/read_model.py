@@ -1,0 +1,66 @@
+"""The books as the HTTP API serves them: the protocol between the endpoints and where rows
+come from. ``projections.read_model.ProjectionReads`` answers it from the projection tables;
+``create_app`` takes any implementation (the tests hold a log-replaying one to the same
+contract).
+
+Row shapes (JSON-ready: money and prices as strings, times ISO 8601 UTC):
+
+- portfolio: the keys of ``ledger portfolio --json`` (``Ledger.portfolio_summary``).
+- position: ``POSITION_KEYS``, the requirements' ``portfolio_positions`` columns plus the
+  portfolio, label, exit and sizing facts.
+- signal: ``SIGNAL_KEYS``, the ``signal_log`` columns: one row per distinct signal, with
+  ``processing_status`` = the decision (accepted/rejected) and ``deliveries`` counting retries.
+
+Lists are newest first: positions by when they were opened, signals by when decided.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+POSITION_STATUSES = ("open", "partial", "closed")
+
+POSITION_KEYS = (
+    "position_id", "portfolio", "instrument", "label", "status", "is_base_position",
+    "base_position_id", "entry_fingerprint", "entry_timestamp", "entry_price", "lots",
+    "lot_size", "quantity", "point_value", "margin_per_lot", "initial_stop", "current_stop",
+    "highest_close", "signal_stop", "mark", "unrealized_pnl", "realized_pnl", "risk_amount",
+    "margin", "risk_contribution", "vol_contribution", "entry_risk_contribution",
+    "entry_vol_contribution", "equity_at_entry", "rollover_status", "original_expiry",
+    "original_strike", "original_entry_price", "rollover_timestamp", "rollover_pnl",
+    "rollover_count", "strike", "expiry", "pe_symbol", "ce_symbol", "pe_order_id",
+    "ce_order_id", "pe_entry_price", "ce_entry_price", "contract_month", "futures_symbol",
+    "futures_order_id", "atr", "er", "limiter", "sizing", "exit_timestamp", "exit_price",
+    "exit_reason", "version", "created_at", "updated_at",
+)
+
+SIGNAL_KEYS = (
+    "id", "fingerprint", "portfolio", "instrument", "signal_type", "position",
+    "signal_timestamp", "price", "processing_status", "reasons", "position_ids", "lots",
+    "limiter", "deliveries", "is_duplicate", "received_at", "processed_at",
+    "processed_by_instance", "last_delivery_at", "last_delivery_instance", "payload",
+    "decision", "version",
+)
+
+
+class ReadModel(Protocol):
+    def portfolio(self, name: str) -> dict[str, Any]:
+        """Keys as ``ledger portfolio --json``; raises UnknownPortfolio."""
+        ...
+
+    def positions(self, *, portfolio: str | None, status: str | None,
+                  instrument: str | None, limit: int) -> list[dict[str, Any]]:
+        """Position rows matching every filter given, newest first, at most ``limit``."""
+        ...
+
+    def position(self, position_id: str) -> dict[str, Any]:
+        """One position row; raises UnknownPosition."""
+        ...
+
+    def position_history(self, position_id: str) -> list[dict[str, Any]]:
+        """The position's events replayed, oldest first; raises UnknownPosition."""
+        ...
+
+    def signals(self, *, portfolio: str | None, limit: int) -> list[dict[str, Any]]:
+        """Signal rows, most recently decided first, at most ``limit``."""
+        ...

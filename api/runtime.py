@@ -1,0 +1,102 @@
+"""What the endpoints share while the service runs: the ledger, the read model, the worker
+pools, the projection runner and the metrics. Opened by the lifespan; closed after in-flight
+work ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib.metadata import version
+
+from api.metrics import Metrics
+from api.pool import WorkerPool
+from api.read_model import ReadModel
+from api.settings import ServeSettings
+from ledger import instances
+from ledger.application import Ledger
+from projections.runner import ProjectionRunner
+
+log = logging.getLogger("ledger.api")
+
+
+class Runtime:
+    """What the endpoints share. Opened by the lifespan; closed after in-flight work ends."""
+
+    def __init__(self, settings: ServeSettings, open_ledger: Callable[[], Ledger],
+                 read_model: Callable[[Ledger], ReadModel],
+                 open_runner: Callable[[], ProjectionRunner] | None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self._open_ledger = open_ledger
+        self._read_model = read_model
+        self._open_runner = open_runner
+        self.projections: ProjectionRunner | None = None  # None: another process projects
+        self._ledger: Ledger | None = None
+        self._reads: ReadModel | None = None
+        self._decisions: WorkerPool | None = None
+        self._reads_pool: WorkerPool | None = None
+
+    @property
+    def ledger(self) -> Ledger:
+        assert self._ledger is not None, "runtime not opened"
+        return self._ledger
+
+    @property
+    def reads(self) -> ReadModel:
+        assert self._reads is not None, "runtime not opened"
+        return self._reads
+
+    @property
+    def decisions(self) -> WorkerPool:
+        assert self._decisions is not None, "runtime not opened"
+        return self._decisions
+
+    @property
+    def reads_pool(self) -> WorkerPool:
+        assert self._reads_pool is not None, "runtime not opened"
+        return self._reads_pool
+
+    def open(self) -> None:
+        s = self.settings
+        self._ledger = self._open_ledger()
+        self._reads = self._read_model(self._ledger)
+        self._decisions = WorkerPool("decide", s.decision_threads, s.queue_depth_max)
+        # Reads queue only as deep as their threads: a scan must not hold back the next one.
+        self._reads_pool = WorkerPool("read", s.read_threads, s.read_threads)
+        ledger = self._ledger
+        decisions = self._decisions
+        self.metrics.watch(conflicts=lambda: ledger.conflicts_retried,
+                           outstanding=lambda: decisions.outstanding)
+        self._record_instance(started=True)
+        if self._open_runner is not None:
+            self.projections = self._open_runner()
+            self.projections.start()
+        self.metrics.watch_projections(ledger, self.projections)
+
+    def _record_instance(self, *, started: bool) -> None:
+        try:
+            if started:
+                instances.record_started(self.ledger, self.settings.port or None,
+                                         version("portfolio-ledger"))
+            else:
+                instances.record_stopped(self.ledger)
+        except Exception as e:  # instance_metadata is informative; serving is what matters
+            log.warning("could not record this instance %s: %s",
+                        "starting" if started else "stopping", e)
+
+    def close(self) -> None:
+        """Let running decisions commit (bounded), then release the store's connections."""
+        wait_s = self.settings.shutdown_wait_ms / 1000
+        for pool in (self._decisions, self._reads_pool):
+            if pool is not None and not pool.shutdown(timeout_s=wait_s):
+                log.warning("%s: calls still running after %d ms; closing the store under "
+                            "them (each is one transaction: none commits half)", pool.name,
+                            self.settings.shutdown_wait_ms)
+        if self._ledger is not None:
+            self._record_instance(started=False)
+        if self.projections is not None:
+            self.projections.stop(timeout_s=wait_s)
+            self.projections.ledger.close()
+        if self._ledger is not None:
+            self._ledger.close()
