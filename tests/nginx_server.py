@@ -98,17 +98,19 @@ def render(prefix: Path, site: str, *, listen: Mapping[int, int],
                             r"\g<1>    127.0.0.1 1;\n", "geo"))
 
     def port(match: re.Match[str]) -> str:
-        shipped = int(match.group(1))
+        indent, shipped = match.group(1), int(match.group(2))
         assert shipped in listen, f"the site listens on {shipped}: map it to a spare port"
-        return f"listen 127.0.0.1:{listen[shipped]}{match.group(2)};"
+        return f"{indent}listen 127.0.0.1:{listen[shipped]}{match.group(3)};"
 
-    site = _sub(site, r"listen\s+(\d+)([^;]*);", port, "listen")
-    site = re.sub(r"access_log\s+/[^;\s]+", f"access_log {prefix}/logs/ledger.access.log", site)
+    # Directives only (a line's first word), never the same words in comments.
+    site = _sub(site, r"^([ \t]*)listen\s+(\d+)([^;\n]*);", port, "listen")
+    site = re.sub(r"^([ \t]*)access_log\s+/[^;\s]+",
+                  rf"\g<1>access_log {prefix}/logs/ledger.access.log", site, flags=re.MULTILINE)
     if certificate is not None:
-        site = _sub(site, r"ssl_certificate\s+[^;]+;", f"ssl_certificate {certificate[0]};",
-                    "ssl_certificate")
-        site = _sub(site, r"ssl_certificate_key\s+[^;]+;",
-                    f"ssl_certificate_key {certificate[1]};", "ssl_certificate_key")
+        site = _sub(site, r"^([ \t]*)ssl_certificate\s+[^;\n]+;",
+                    rf"\g<1>ssl_certificate {certificate[0]};", "ssl_certificate")
+        site = _sub(site, r"^([ \t]*)ssl_certificate_key\s+[^;\n]+;",
+                    rf"\g<1>ssl_certificate_key {certificate[1]};", "ssl_certificate_key")
     (conf / "conf.d" / "ledger.conf").write_text(site)
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers can read the private prefix
     main = conf / "nginx.conf"
