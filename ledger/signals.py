@@ -35,6 +35,9 @@ SECRET_FIELD = "secret"
 TIMESTAMP_YEARS = (1970, 2999)
 _LABEL = re.compile(r"^long_([1-9][0-9]?)$", re.IGNORECASE)
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+# Text the store cannot hold: U+0000 (Postgres text and JSONB refuse it) and lone UTF-16
+# surrogates (not Unicode scalar values: they cannot be encoded as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
     reason = data.get("reason")
     if reason is not None and not isinstance(reason, str):
         problems.append(Problem("reason", "must be a string"))
+    problems.extend(unstorable_text(data))
     if problems:
         raise InvalidSignal(problems)
     assert signal_type is not None and instrument is not None
@@ -159,6 +163,42 @@ def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
         reason=reason,
         payload=payload,
     )
+
+
+def unstorable_text(data: Mapping[str, Any]) -> list[Problem]:
+    """A Problem for every key or string, however deeply nested, holding text the store cannot
+    hold (U+0000, lone surrogates), named by its path: ``reason``, ``extra.nested[2]`` (a bad
+    key shows its characters escaped). The secret is never stored, so it is not looked at."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, str]] = [({k: v for k, v in data.items() if k != SECRET_FIELD}, "")]
+    while stack:  # not recursive: `ledger signal` reads alerts nested as deep as JSON allows
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                problems.append(Problem(path, _unstorable_message(value, "contains")))
+        elif isinstance(value, Mapping):
+            for key in value:
+                if isinstance(key, str) and _UNSTORABLE.search(key):
+                    problems.append(Problem(_path_key(path, key),
+                                            _unstorable_message(key, "is a name that contains")))
+            stack.extend((v, _path_key(path, k)) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
+    return problems
+
+
+def _path_key(path: str, key: Any) -> str:
+    name = _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(key))
+    return f"{path}.{name}" if path else name
+
+
+def _unstorable_message(text: str, verb: str) -> str:
+    found = _UNSTORABLE.search(text)
+    assert found is not None
+    if found.group() == "\x00":
+        return f"{verb} U+0000 (NUL), which cannot be stored"
+    return (f"{verb} a lone UTF-16 surrogate (U+{ord(found.group()):04X}), which is not "
+            f"Unicode text")
 
 
 def _signal_type(value: Any, problems: list[Problem]) -> SignalType | None:
