@@ -1,6 +1,6 @@
-"""Hostile alerts: text the store cannot hold. Each is refused before anything is decided
-(422), never a 5xx, and a refused alert appends nothing. On SQLite and on Postgres (whose
-JSONB refuses U+0000).
+"""Hostile alerts: text the store cannot hold, numbers out of range. Each is refused before
+anything is decided (422; 400 when the body cannot be read), never a 5xx, and a refused
+alert appends nothing. On SQLite and on Postgres (whose JSONB refuses U+0000).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ledger.config import default_config
-from ledger.signals import InvalidSignal, parse_json, parse_signal
+from ledger.signals import EXPONENT_MAX, NUMBER_CHARS_MAX, InvalidSignal, parse_json, parse_signal
 from projections.runner import ProjectionRunner
 from projections.verify import verify
 from tests.alerts import Alerts
@@ -47,7 +47,7 @@ def api(store_url, ledger):
         yield client
 
 
-# --- 1. text the store cannot hold: U+0000 and lone surrogates ---------------------------
+# --- text the store cannot hold: U+0000 and lone surrogates ------------------------------
 
 UNSTORABLE = [
     # (the alert's JSON text, the field path named)
@@ -129,3 +129,50 @@ def test_any_text_in_an_extra_field_is_refused_or_stored_and_projected(ledger, t
 def _escaped(text: str) -> str:
     return "".join(f"\\u{ord(c):04x}" if c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF else c
                    for c in text)
+
+
+# --- numbers out of range ----------------------------------------------------------------
+
+OUT_OF_RANGE = [
+    b'{"price":1e99999999999999999999}',
+    b'{"price":1e-99999999999999999999}',
+    b'{"x": 1e' + str(EXPONENT_MAX + 1).encode() + b"}",
+    b'{"x": [0.5e-' + str(EXPONENT_MAX + 2).encode() + b"]}",
+    b'{"x": ' + b"7" * (NUMBER_CHARS_MAX + 1) + b"}",
+    b'{"x": ' + b"7" * 5000 + b"}",  # beyond Python's int-conversion limit too
+    b'{"x": 1.' + b"5" * NUMBER_CHARS_MAX + b"}",
+]
+
+
+@pytest.mark.parametrize("body", OUT_OF_RANGE)
+def test_numbers_out_of_range_are_refused_as_the_body(body):
+    with pytest.raises(InvalidSignal) as e:
+        parse_json(body)
+    assert [p.field for p in e.value.problems] == ["body"]
+    assert "out of range" in e.value.problems[0].message
+
+
+def test_big_but_finite_numbers_are_read_exactly():
+    edge = b"9" * NUMBER_CHARS_MAX
+    data = parse_json(b'{"a": 1e999, "b": 1180591620717411303424, "c": 1e' +
+                      str(EXPONENT_MAX).encode() + b', "d": ' + edge + b"}")
+    assert (str(data["a"]), data["b"], data["d"]) == ("1E+999", 2 ** 70, int(edge))
+    assert data["c"].adjusted() == EXPONENT_MAX
+
+
+@pytest.mark.parametrize("body", OUT_OF_RANGE[:3] + OUT_OF_RANGE[-2:])
+def test_webhook_answers_numbers_out_of_range_400_before_the_secret(api, ledger, body):
+    before = log_size(ledger)
+    r = api.post("/webhook", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "malformed_body"
+    assert r.json()["problems"][0]["field"] == "body"
+    assert log_size(ledger) == before
+
+
+def test_ledger_signal_refuses_numbers_out_of_range_with_exit_2(store_url):
+    assert run(store_url, "migrate").returncode == 0
+    result = run(store_url, "signal", stdin=b'{"price":1e99999999999999999999}')
+    assert result.returncode == 2, result.stderr
+    assert b"Traceback" not in result.stderr
+    assert [p["field"] for p in lines(result)[0]["problems"]] == ["body"]
