@@ -117,7 +117,8 @@ class Queries:
         raw = request.query_params.get("limit")
         if raw is None:
             return s.list_limit_default
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= s.list_limit_max:
+        if (not raw.isascii() or not raw.isdigit() or len(raw) > len(str(s.list_limit_max))
+                or not 1 <= int(raw) <= s.list_limit_max):
             problems.append(Problem("limit", f"must be an integer from 1 to {s.list_limit_max}"))
             return s.list_limit_default
         return int(raw)
