@@ -79,7 +79,10 @@ def missing(ledger: Any) -> list[str]:
 
 
 def migrate(ledger: Any) -> list[str]:
-    """Bring the store up to date; return the names of the steps applied now."""
+    """Bring the store up to date; return the names of the steps applied now. Copy tables
+    left by a rebuild that was killed (``projections.rebuild``) are dropped too."""
+    from projections.rebuild import drop_leftover_copies
+
     backend = ledger.store.backend
     ledger.create_event_tables()
     with ledger.transaction() as cursor:
@@ -101,6 +104,7 @@ def migrate(ledger: Any) -> list[str]:
                 f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({p}, {p}, {p})",
                 (step.version, step.name, now))
         names.append(f"{step.version:03d}_{step.name}")
+    drop_leftover_copies(ledger)
     return names
 
 

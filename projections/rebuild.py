@@ -44,6 +44,9 @@ SWAP_LOCK_WAIT_MS = 100  # longest the swap waits for readers to let go of the l
 # long-lived heap (the projector's states): at the default threshold (700) the cyclic
 # collector ran every few events and took ~40% of a 100k-event rebuild's CPU time.
 REPLAY_GC_THRESHOLD = 100_000
+# The name of a rebuild's copy of a table: the table's own name, "__r" and 8 hex digits (the
+# suffix rebuild() makes). A rebuild killed outright (SIGKILL, power loss) leaves them behind.
+_COPY_NAME = re.compile(rf"(?:{'|'.join(map(re.escape, TABLES))})__r[0-9a-f]{{8}}")
 
 
 class UnknownProjection(ValueError):
@@ -89,6 +92,7 @@ def rebuild(ledger: Ledger, names: Iterable[str] | None = None, *,
     started = time.perf_counter()
     with ledger.transaction() as cursor:
         live.lock_tracked(cursor)  # SQLite: the write lock first (a read cannot upgrade)
+        _drop_copies(cursor, ledger.store.backend)  # a killed rebuild's, left behind
         for name, copy in copies.items():
             _create_copy(cursor, ledger.store.backend, name, copy, suffix)
     try:
@@ -210,6 +214,37 @@ def _write(ledger: Ledger, fresh: TableStore, changes: Changes) -> None:
 
 
 # -- table copies and swaps, per backend ---------------------------------------------------
+
+
+def copy_tables(ledger: Ledger) -> list[str]:
+    """The rebuild copies in the store: a running rebuild's, or those a killed one left."""
+    with ledger.transaction(read_only=True) as cursor:
+        return _copy_tables(cursor, ledger.store.backend)
+
+
+def drop_leftover_copies(ledger: Ledger) -> list[str]:
+    """Drop every rebuild copy in the store (a rebuild running now fails, swapping nothing);
+    the names dropped. Only tables named exactly like a projection table's copy."""
+    with ledger.transaction() as cursor:
+        return _drop_copies(cursor, ledger.store.backend)
+
+
+def _copy_tables(cursor: Any, backend: str) -> list[str]:
+    if backend == "postgres":
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        names = [row["tablename"] for row in cursor.fetchall()]
+    else:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        names = [row[0] for row in cursor.fetchall()]
+    return sorted(name for name in names if _COPY_NAME.fullmatch(name))
+
+
+def _drop_copies(cursor: Any, backend: str) -> list[str]:
+    found = _copy_tables(cursor, backend)
+    for copy in found:  # their indexes go with them
+        cursor.execute(f"DROP TABLE IF EXISTS {copy}")
+    return found
+
 
 _PG_INDEX = re.compile(r"^CREATE (UNIQUE )?INDEX \S+ ON \S+ (USING .*)$")
 
