@@ -17,6 +17,9 @@
 - ``ledger_projection_events_applied_total``: events this process's runner has applied.
 - ``ledger_projection_batches_failed_total``: batches that raised and were retried (a runner
   stuck on one batch shows here, in the log, and as growing lag).
+- ``ledger_projection_copy_tables``: rebuild copy tables in the store (``<table>__r<hex>``),
+  read at scrape time: a running rebuild's, or left by one that was killed; above 0 for
+  longer than a rebuild takes, run ``ledger migrate`` (the next rebuild drops them too).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class _ProjectionValues:
     def collect(self) -> Iterable[Metric]:
         from eventsourcing.persistence import PersistenceError
 
+        from projections.rebuild import copy_tables
         from projections.runner import lag
 
         if self.runner is not None:
@@ -82,6 +86,7 @@ class _ProjectionValues:
                                       value=self.runner.failures)
         try:
             behind = lag(self.ledger)
+            copies = len(copy_tables(self.ledger))
         except PersistenceError as e:
             log.warning("metrics: projection lag unknown: %s", type(e).__name__)
             return
@@ -94,6 +99,9 @@ class _ProjectionValues:
         yield GaugeMetricFamily("ledger_projection_position",
                                 "Log position the projection tables are at",
                                 value=behind.position)
+        yield GaugeMetricFamily("ledger_projection_copy_tables",
+                                "Rebuild copy tables in the store (a running rebuild's, or "
+                                "left by a killed one)", value=copies)
 
 
 class Metrics:

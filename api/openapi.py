@@ -258,7 +258,8 @@ def _webhook(with_portfolio: bool) -> dict[str, Any]:
             "200": _json("#/components/schemas/DecisionAnswer",
                          "Decided (accepted or rejected), or a duplicate answered with the "
                          "first decision"),
-            "400": _err("Not a JSON object (or nested too deeply)"),
+            "400": _err("Not a JSON object (or nested too deeply, or a number out of "
+                        "range)"),
             "401": _err("Secret missing or wrong; nothing recorded"),
             "403": _err("Source address not on the allowlist"),
             "408": _err("The body did not arrive in time"),

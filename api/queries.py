@@ -36,6 +36,9 @@ from projections.runner import wait_for
 
 INSTRUMENT_CHARS_MAX = 40
 LOG_POSITION_DIGITS_MAX = 18  # fits a BIGINT
+# A position id is portfolio (32) : instrument (INSTRUMENT_CHARS_MAX) : Long_NN : entry number;
+# anything longer, or with a character that is not printable, names no position.
+POSITION_ID_CHARS_MAX = 128
 AFTER_WAIT_SHARE = 0.75  # of the request's time, for waiting on `after`; the rest reads
 
 
@@ -115,7 +118,8 @@ class Queries:
         raw = request.query_params.get("limit")
         if raw is None:
             return s.list_limit_default
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= s.list_limit_max:
+        if (not raw.isascii() or not raw.isdigit() or len(raw) > len(str(s.list_limit_max))
+                or not 1 <= int(raw) <= s.list_limit_max):
             problems.append(Problem("limit", f"must be an integer from 1 to {s.list_limit_max}"))
             return s.list_limit_default
         return int(raw)
@@ -150,17 +154,29 @@ class Queries:
 
         return await self._answer(request, problems, read)
 
+    def _position_id_param(self, request: Request, problems: list[Problem]) -> str:
+        position_id: str = request.path_params["position_id"]
+        if len(position_id) > POSITION_ID_CHARS_MAX or not position_id.isprintable():
+            # Not echoed: it may be long, or hold characters the store refuses (NUL).
+            problems.append(Problem("position_id", f"is at most {POSITION_ID_CHARS_MAX} "
+                                                   f"printable characters, e.g. "
+                                                   f"default:BANK_NIFTY:Long_1:1"))
+        return position_id
+
     async def position(self, request: Request) -> Response:
-        position_id = request.path_params["position_id"]
-        return await self._answer(request, [], partial(self.rt.reads.position, position_id))
+        problems: list[Problem] = []
+        position_id = self._position_id_param(request, problems)
+        return await self._answer(request, problems,
+                                  partial(self.rt.reads.position, position_id))
 
     async def position_history(self, request: Request) -> Response:
-        position_id = request.path_params["position_id"]
+        problems: list[Problem] = []
+        position_id = self._position_id_param(request, problems)
         def read() -> dict[str, Any]:
             return {"position_id": position_id,
                     "events": self.rt.reads.position_history(position_id)}
 
-        return await self._answer(request, [], read)
+        return await self._answer(request, problems, read)
 
     async def signals(self, request: Request) -> Response:
         problems: list[Problem] = []

@@ -30,6 +30,7 @@ ENV_BOUNDS = {
     "read_threads": "LEDGER_READ_THREADS",
     "queue_depth_max": "LEDGER_QUEUE_DEPTH_MAX",
     "graceful_timeout_ms": "LEDGER_GRACEFUL_TIMEOUT_MS",
+    "header_read_timeout_s": "LEDGER_HEADER_READ_TIMEOUT_S",
 }
 
 
@@ -61,13 +62,19 @@ class ServeSettings:
     list_limit_default: int = 100
     graceful_timeout_ms: int = 10_000  # in-flight requests may finish within this on SIGTERM
     shutdown_wait_ms: int = 5_000  # then running decisions may still commit within this
-    keep_alive_timeout_s: int = 75  # nginx's upstream keep-alive default is 60 s
+    # A connection must send a complete request head within this of opening (or of its
+    # previous answer), however slowly it trickles bytes, or it is closed: slow or stalled
+    # headers must not hold connections. Hypercorn times this and idle keep-alive with one
+    # timer, so kept-alive connections are closed after the shorter of the two; a proxy
+    # keeping upstream connections must let them go sooner (docker/nginx.conf: 4 s).
+    header_read_timeout_s: int = 5
+    keep_alive_timeout_s: int = 75  # idle; but see header_read_timeout_s
 
     def __post_init__(self) -> None:
         for name in ("body_bytes_max", "json_depth_max", "request_timeout_ms",
                      "decision_threads", "read_threads", "queue_depth_max", "list_limit_max",
                      "list_limit_default", "graceful_timeout_ms", "shutdown_wait_ms",
-                     "keep_alive_timeout_s"):
+                     "keep_alive_timeout_s", "header_read_timeout_s"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.list_limit_default > self.list_limit_max:

@@ -23,6 +23,17 @@ SECRET_FIELD = "secret"
 TIMESTAMP_YEARS = (1970, 2999)
 _LABEL = re.compile(r"^long_([1-9][0-9]?)$", re.IGNORECASE)
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+# Any number in an alert, extra fields included (they are stored as sent). TradingView writes
+# at most ~25 characters (a float); 2**128 is 39 digits. Longer literals are refused before
+# conversion, so an integer never reaches Python's int-conversion limit (4300 digits).
+NUMBER_CHARS_MAX = 100  # characters in one number literal: sign, digits, point, exponent
+# |adjusted exponent| (the power of ten in scientific notation) of a number with a fraction or
+# an exponent: the default decimal context's Emax, beyond which any arithmetic on it
+# overflows; far enough beyond it, Decimal() itself cannot read it (InvalidOperation).
+EXPONENT_MAX = 999_999
+# Text the store cannot hold: U+0000 (Postgres text and JSONB refuse it) and lone UTF-16
+# surrogates (not Unicode scalar values: they cannot be encoded as UTF-8).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -46,13 +57,45 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+class _NumberOutOfRange(ValueError):
+    pass
+
+
+def _parse_int(literal: str) -> int:
+    if len(literal) > NUMBER_CHARS_MAX:
+        raise _NumberOutOfRange(literal)
+    return int(literal)
+
+
+def _parse_decimal(literal: str) -> Decimal:
+    if len(literal) > NUMBER_CHARS_MAX:
+        raise _NumberOutOfRange(literal)
+    try:
+        number = Decimal(literal)
+    except InvalidOperation:  # an exponent beyond what Decimal can represent at all
+        raise _NumberOutOfRange(literal) from None
+    if abs(number.adjusted()) > EXPONENT_MAX:
+        raise _NumberOutOfRange(literal)
+    return number
+
+
 def parse_json(body: bytes | str) -> Any:
-    """JSON text to Python values with exact Decimals; raises InvalidSignal."""
+    """JSON text to Python values with exact Decimals; raises InvalidSignal.
+
+    Numbers longer than NUMBER_CHARS_MAX characters, or with an exponent beyond
+    ±EXPONENT_MAX, are refused as the body's problem (nothing past them is read)."""
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(text, parse_float=_parse_decimal, parse_int=_parse_int,
+                          parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise InvalidSignal([Problem("body", "is not UTF-8 text")]) from None
+    except _NumberOutOfRange as e:
+        literal = e.args[0]
+        shown = literal if len(literal) <= 24 else f"{literal[:12]}…{literal[-8:]}"
+        raise InvalidSignal([Problem("body", (
+            f"has a number out of range: {shown} ({len(literal)} characters; at most "
+            f"{NUMBER_CHARS_MAX}, with an exponent within ±{EXPONENT_MAX})"))]) from None
     except (ValueError, RecursionError) as e:
         raise InvalidSignal([Problem("body", f"is not valid JSON: {e}")]) from None
 
@@ -94,6 +137,7 @@ def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
     reason = data.get("reason")
     if reason is not None and not isinstance(reason, str):
         problems.append(Problem("reason", "must be a string"))
+    problems.extend(unstorable_text(data))
     if problems:
         raise InvalidSignal(problems)
     assert signal_type is not None and instrument is not None
@@ -112,6 +156,42 @@ def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
         reason=reason,
         payload=payload,
     )
+
+
+def unstorable_text(data: Mapping[str, Any]) -> list[Problem]:
+    """A Problem for every key or string, however deeply nested, holding text the store cannot
+    hold (U+0000, lone surrogates), named by its path: ``reason``, ``extra.nested[2]`` (a bad
+    key shows its characters escaped). The secret is never stored, so it is not looked at."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, str]] = [({k: v for k, v in data.items() if k != SECRET_FIELD}, "")]
+    while stack:  # not recursive: `ledger signal` reads alerts nested as deep as JSON allows
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                problems.append(Problem(path, _unstorable_message(value, "contains")))
+        elif isinstance(value, Mapping):
+            for key in value:
+                if isinstance(key, str) and _UNSTORABLE.search(key):
+                    problems.append(Problem(_path_key(path, key),
+                                            _unstorable_message(key, "is a name that contains")))
+            stack.extend((v, _path_key(path, k)) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
+    return problems
+
+
+def _path_key(path: str, key: Any) -> str:
+    name = _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", str(key))
+    return f"{path}.{name}" if path else name
+
+
+def _unstorable_message(text: str, verb: str) -> str:
+    found = _UNSTORABLE.search(text)
+    assert found is not None
+    if found.group() == "\x00":
+        return f"{verb} U+0000 (NUL), which cannot be stored"
+    return (f"{verb} a lone UTF-16 surrogate (U+{ord(found.group()):04X}), which is not "
+            f"Unicode text")
 
 
 def _signal_type(value: Any, problems: list[Problem]) -> SignalType | None:

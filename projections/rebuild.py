@@ -43,6 +43,9 @@ SWAP_LOCK_WAIT_MS = 100  # longest the swap waits for readers to let go of the l
 # long-lived heap (the projector's states): at the default threshold (700) the cyclic
 # collector ran every few events and took ~40% of a 100k-event rebuild's CPU time.
 REPLAY_GC_THRESHOLD = 100_000
+# The name of a rebuild's copy of a table: the table's own name, "__r" and 8 hex digits (the
+# suffix rebuild() makes). A rebuild killed outright (SIGKILL, power loss) leaves them behind.
+_COPY_NAME = re.compile(rf"(?:{'|'.join(map(re.escape, TABLES))})__r[0-9a-f]{{8}}")
 
 
 class UnknownProjection(ValueError):
@@ -89,6 +92,7 @@ def rebuild(ledger: Ledger, names: Iterable[str] | None = None, *,
     dialect = ledger.dialect
     with ledger.transaction() as cursor:
         live.lock_tracked(cursor)  # SQLite: the write lock first (a read cannot upgrade)
+        _drop_copies(cursor, ledger)  # a killed rebuild's, left behind
         for name, copy in copies.items():
             dialect.copy_table(cursor, name, copy, suffix)
     try:
@@ -204,3 +208,31 @@ def _replay_batches(ledger: Ledger, projector: Projector, fresh: TableStore, bat
 def _write(ledger: Ledger, fresh: TableStore, changes: Changes) -> None:
     with ledger.transaction() as cursor:
         fresh.write(cursor, changes)
+
+
+# -- copies a killed rebuild left behind ---------------------------------------------------
+
+
+def copy_tables(ledger: Ledger) -> list[str]:
+    """The rebuild copies in the store: a running rebuild's, or those a killed one left."""
+    with ledger.transaction(read_only=True) as cursor:
+        return _copy_tables(cursor, ledger)
+
+
+def drop_leftover_copies(ledger: Ledger) -> list[str]:
+    """Drop every rebuild copy in the store (a rebuild running now fails, swapping nothing);
+    the names dropped. Only tables named exactly like a projection table's copy."""
+    with ledger.transaction() as cursor:
+        return _drop_copies(cursor, ledger)
+
+
+def _copy_tables(cursor: Any, ledger: Ledger) -> list[str]:
+    return sorted(name for name in ledger.dialect.table_names(cursor)
+                  if _COPY_NAME.fullmatch(name))
+
+
+def _drop_copies(cursor: Any, ledger: Ledger) -> list[str]:
+    found = _copy_tables(cursor, ledger)
+    for copy in found:  # their indexes go with them
+        cursor.execute(f"DROP TABLE IF EXISTS {copy}")
+    return found

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import migrations
 from ledger.application import Ledger, StoreNotReady
 from ledger.config import LedgerConfig
+from projections.rebuild import drop_leftover_copies
 from projections.runner import ProjectionRunner
 
 if TYPE_CHECKING:
@@ -35,6 +36,13 @@ def open_ledger(config: LedgerConfig, database_url: str | None, *, ready: bool =
         raise StoreNotReady(f"{ledger.store.redacted_url} lacks {', '.join(steps)}: "
                             f"run `ledger migrate`")
     return ledger
+
+
+def migrate(ledger: Ledger) -> tuple[list[str], list[str]]:
+    """`ledger migrate`: bring the schema up to date, then drop the copy tables a killed
+    rebuild left behind. (The names of the steps applied, the names of the copies dropped.)"""
+    steps = migrations.migrate(ledger)
+    return steps, drop_leftover_copies(ledger)
 
 
 def projection_runner(config: LedgerConfig, database_url: str | None) -> ProjectionRunner:

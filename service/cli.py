@@ -62,9 +62,12 @@ def _open_ledger(args: argparse.Namespace, *, ready: bool = True,
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     ledger = _open_ledger(args, ready=False)
-    steps = migrations.migrate(ledger)
+    steps, leftovers = bootstrap.migrate(ledger)
     done = ", ".join(steps) if steps else "nothing to do"
     _err(f"migrated {ledger.store.redacted_url}: {done}")
+    if leftovers:
+        _err(f"dropped {len(leftovers)} copy tables a killed rebuild left: "
+             f"{', '.join(leftovers)}")
     return EXIT_OK
 
 

@@ -32,7 +32,13 @@ def hypercorn_config(settings: ServeSettings, *, access_log: bool = False) -> Hy
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
     config.graceful_timeout = settings.graceful_timeout_ms / 1000
-    config.keep_alive_timeout = settings.keep_alive_timeout_s
+    # Hypercorn's keep-alive timer runs whenever no request is in progress: between requests,
+    # and from a connection's first byte until its request head is complete (trickled or
+    # not), and closes the connection when it fires. So it is the header bound too. Not
+    # Hypercorn's read_timeout: when it fires it only stops reading (the socket stays open
+    # until this timer), and it also fires while a slow answer is being computed.
+    config.keep_alive_timeout = min(settings.keep_alive_timeout_s,
+                                    settings.header_read_timeout_s)
     config.include_server_header = False
     # Hypercorn's loggers go through ours (one format, one stream, no duplicate lines).
     config.accesslog = logging.getLogger("hypercorn.access") if access_log else None

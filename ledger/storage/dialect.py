@@ -100,6 +100,10 @@ class Dialect(Protocol):
         """Run a migration file (several statements)."""
         ...
 
+    def table_names(self, cursor: Any) -> list[str]:
+        """The tables beside the event tables (the store's schema)."""
+        ...
+
     def copy_table(self, cursor: Any, table: str, copy: str, suffix: str) -> None:
         """An empty ``copy`` of ``table``: its columns, constraints and indexes."""
         ...

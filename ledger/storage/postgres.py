@@ -139,6 +139,10 @@ class PostgresDialect:
     def execute_script(self, cursor: Any, sql: str) -> None:
         cursor.execute(sql)  # psycopg runs a script of several statements in one call
 
+    def table_names(self, cursor: Any) -> list[str]:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        return [row["tablename"] for row in cursor.fetchall()]
+
     def copy_table(self, cursor: Any, table: str, copy: str, suffix: str) -> None:
         cursor.execute(f"CREATE TABLE {copy} (LIKE {table} INCLUDING ALL)")
 

@@ -103,6 +103,10 @@ class SQLiteDialect:
             if statement.strip():
                 cursor.execute(statement.strip())
 
+    def table_names(self, cursor: Any) -> list[str]:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return [row[0] for row in cursor.fetchall()]
+
     def copy_table(self, cursor: Any, table: str, copy: str, suffix: str) -> None:
         cursor.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = ? "
                        "AND sql IS NOT NULL ORDER BY type DESC", (table,))
