@@ -21,6 +21,7 @@ position the swap happens at, and the live runner goes on from there.
 from __future__ import annotations
 
 import gc
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
