@@ -3,3 +3,31 @@
 Redis elects quickly; the store's ``leader_term`` row decides who may act (docs/HA.md).
 Nothing here touches the event log or the projections: this is operational state.
 """
+
+from coordination.coordinator import Change, Coordinator, Mode
+from coordination.lease import RedisLease, redis_client
+from coordination.settings import CoordinationSettings, SettingsError
+from coordination.terms import (
+    Fenced,
+    assert_current,
+    begin_term,
+    end_term,
+    fence_stats,
+    renew_term,
+)
+
+__all__ = [
+    "Change",
+    "CoordinationSettings",
+    "Coordinator",
+    "Fenced",
+    "Mode",
+    "RedisLease",
+    "SettingsError",
+    "assert_current",
+    "begin_term",
+    "end_term",
+    "fence_stats",
+    "redis_client",
+    "renew_term",
+]
