@@ -166,6 +166,34 @@ def test_a_leader_that_lost_its_term_is_fenced_out_of_its_writes(coordinators, c
         follower.fenced(cursor)  # a follower never passes the fence
 
 
+def test_a_writer_stuck_inside_its_transaction_holds_off_the_next_term_until_its_session_ends(
+        coordinators, conninfo):
+    """The fence's share lock would let a hung writer block every takeover; the writer's
+    idle_in_transaction_session_timeout bounds that, and its write is lost, not committed."""
+    idle_ms = 1500  # longer than the term, so the wait on the lock shows
+    group = coordinators(2)
+    leader = one_leader(group)
+    (other,) = [c for c in group if c is not leader]
+    writer = psycopg.connect(conninfo)
+    writer.execute(f"SET idle_in_transaction_session_timeout = {idle_ms}")
+    writer.commit()
+    cursor = writer.cursor()
+    leader.fenced(cursor)
+    cursor.execute("INSERT INTO scratch (epoch, writer) VALUES (%s, 'stuck')", (leader.epoch,))
+    started = time.monotonic()
+    leader._freeze()  # the whole process hangs, its write transaction open
+    until(lambda: other.is_leader, FAILOVER_S_MAX, "the takeover")
+    took_s = time.monotonic() - started
+    print(f"\ntakeover past a writer stuck in its transaction: {took_s * 1000:.0f} ms")
+    assert took_s >= idle_ms / 1000 - 0.1  # the new term waited for the lock
+    with pytest.raises(psycopg.Error):  # the server ended the session: nothing committed
+        writer.commit()
+    writer.close()
+    with psycopg.connect(conninfo) as conn:
+        stuck = conn.execute("SELECT count(*) FROM scratch WHERE writer = 'stuck'").fetchone()
+    assert stuck == (0,)
+
+
 def test_lease_remaining_covers_at_most_one_ttl_and_only_for_the_leader(coordinators):
     group = coordinators(2)
     leader = one_leader(group)
