@@ -5,6 +5,7 @@ Nothing here touches the event log or the projections: this is operational state
 """
 
 from coordination.coordinator import Change, Coordinator, Mode
+from coordination.heartbeat import Heartbeat, InstanceRow, instances, mark_stopped
 from coordination.lease import RedisLease, redis_client
 from coordination.settings import CoordinationSettings, SettingsError
 from coordination.terms import (
@@ -21,6 +22,8 @@ __all__ = [
     "CoordinationSettings",
     "Coordinator",
     "Fenced",
+    "Heartbeat",
+    "InstanceRow",
     "Mode",
     "RedisLease",
     "SettingsError",
@@ -28,6 +31,8 @@ __all__ = [
     "begin_term",
     "end_term",
     "fence_stats",
+    "instances",
+    "mark_stopped",
     "redis_client",
     "renew_term",
 ]
