@@ -8,6 +8,7 @@ from coordination.coordinator import Change, Coordinator, Mode
 from coordination.heartbeat import Heartbeat, InstanceRow, instances, mark_stopped
 from coordination.lease import RedisLease, redis_client
 from coordination.settings import CoordinationSettings, SettingsError
+from coordination.signal_lock import Hold, SignalLocks
 from coordination.terms import (
     Fenced,
     assert_current,
@@ -23,10 +24,12 @@ __all__ = [
     "Coordinator",
     "Fenced",
     "Heartbeat",
+    "Hold",
     "InstanceRow",
     "Mode",
     "RedisLease",
     "SettingsError",
+    "SignalLocks",
     "assert_current",
     "begin_term",
     "end_term",
