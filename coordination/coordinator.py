@@ -111,6 +111,12 @@ class Coordinator:
         self.fenced_writes = 0
         self.releases_heard = 0
 
+    @classmethod
+    def from_database_url(cls, database_url: str, **kwargs: Any) -> Coordinator:
+        """A coordinator on the Ledger's own store, named by ``LEDGER_DATABASE_URL``."""
+        target = StoreTarget.from_url(database_url)
+        return cls(conninfo=target.conninfo, sqlite_path=target.sqlite_path, **kwargs)
+
     # -- what callers read ------------------------------------------------------------------
 
     @property

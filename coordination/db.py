@@ -9,17 +9,27 @@ mode, the stdlib ``sqlite3`` module).
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 Dialect = Literal["postgres", "sqlite"]
 
 SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order
+# The kernel gives up on a silent Postgres peer (a hung host, not a slow query) after this
+# many statement timeouts, and never sooner than TCP_USER_TIMEOUT_MS_MIN.
+TCP_USER_TIMEOUT_STATEMENTS = 5
+TCP_USER_TIMEOUT_MS_MIN = 1000
+# The server ends a coordination session left idle inside a transaction after this many
+# statement timeouts: a hung thread must not hold the term row's lock.
+IDLE_IN_TRANSACTION_STATEMENTS = 10
 
 
 def sqlite_time(moment: datetime) -> str:
@@ -45,6 +55,31 @@ class StoreTarget:
         if (self.conninfo is None) == (self.sqlite_path is None):
             raise ValueError("give exactly one of conninfo (Postgres) or sqlite_path")
 
+    @classmethod
+    def from_url(cls, url: str) -> StoreTarget:
+        """The target for a ``LEDGER_DATABASE_URL`` (``sqlite:///FILE`` or
+        ``postgresql://...[?schema=name]``): the same store the Ledger uses."""
+        parts = urlsplit(url)
+        if parts.scheme == "sqlite":
+            path = unquote(parts.path)
+            path = path[1:] if path.startswith("/") else path  # sqlite:////abs -> /abs
+            if not path or path == ":memory:":
+                raise ValueError(f"{url}: coordination needs a file every process opens")
+            return cls(sqlite_path=path)
+        if parts.scheme in ("postgresql", "postgres"):
+            query = parse_qs(parts.query)
+            unknown = set(query) - {"schema"}
+            if unknown:
+                raise ValueError(f"unknown database URL parameter(s) {sorted(unknown)}")
+            conninfo = urlunsplit(parts._replace(query=""))
+            if "schema" in query:
+                schema = query["schema"][0]
+                if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+                    raise ValueError("schema must be a plain lower-case identifier")
+                conninfo = make_conninfo(conninfo, options=f"-c search_path={schema}")
+            return cls(conninfo=conninfo)
+        raise ValueError(f"{parts.scheme}: expected sqlite:///FILE or postgresql://...")
+
     @property
     def dialect(self) -> Dialect:
         return "postgres" if self.conninfo is not None else "sqlite"
@@ -62,12 +97,12 @@ class StoreTarget:
         conn = psycopg.connect(
             self.conninfo or "", autocommit=False, connect_timeout=connect_timeout_s,
             application_name=application_name,
-            # the kernel gives up on a silent peer after this long (a hung host, not a slow one)
-            tcp_user_timeout=max(statement_timeout_ms * 5, 1000))
+            tcp_user_timeout=max(statement_timeout_ms * TCP_USER_TIMEOUT_STATEMENTS,
+                                 TCP_USER_TIMEOUT_MS_MIN))
+        idle_ms = statement_timeout_ms * IDLE_IN_TRANSACTION_STATEMENTS
         with conn.cursor() as cursor:
             cursor.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
-            cursor.execute(f"SET idle_in_transaction_session_timeout = "
-                           f"{int(max(statement_timeout_ms * 10, 1000))}")
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {int(idle_ms)}")
         conn.commit()
         return conn
 

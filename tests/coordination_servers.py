@@ -101,7 +101,7 @@ def running_redis(directory: Path) -> Iterator[RedisServer]:
         server.kill()
 
 
-def _coordination_sql(backend: str) -> str:
+def coordination_sql(backend: str) -> str:
     (step,) = [m for m in migrations.available(backend) if m.name == "coordination"]
     return step.sql
 
@@ -115,7 +115,7 @@ def throwaway_database() -> Iterator[str]:
     url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(_coordination_sql("postgres"))
+            conn.execute(coordination_sql("postgres"))
             conn.execute("CREATE TABLE scratch (id BIGSERIAL PRIMARY KEY, epoch BIGINT NOT NULL,"
                          " writer TEXT NOT NULL)")
         yield url
@@ -128,7 +128,7 @@ def sqlite_store(path: Path) -> str:
     """A SQLite file with the coordination tables (WAL, as the Ledger runs its file)."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(_coordination_sql("sqlite"))
+        conn.executescript(coordination_sql("sqlite"))
         conn.execute("CREATE TABLE scratch (id INTEGER PRIMARY KEY AUTOINCREMENT,"
                      " epoch INTEGER NOT NULL, writer TEXT NOT NULL)")
         conn.commit()

@@ -22,6 +22,7 @@ from coordination.db import transaction
 from coordination.terms import read_term
 from tests.coordination_servers import (
     RedisServer,
+    coordination_sql,
     running_redis,
     spare_port,
     sqlite_store,
@@ -243,6 +244,33 @@ def test_an_unanswering_redis_at_start_means_database_mode(coordinators):
     assert all(c.mode == "database" for c in group)
     watch_single_leader(group, 0.3)
     assert leader.epoch is not None
+
+
+def test_a_ledger_database_url_with_a_schema_coordinates_in_that_schema(redis_server, conninfo):
+    schema = f"s_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path TO {schema}")
+        conn.execute(coordination_sql("postgres"))
+    coordinator = Coordinator.from_database_url(
+        f"{conninfo}?schema={schema}", redis_url=redis_server.url, name="in-schema",
+        namespace=f"test-{schema}")
+    with coordinator:
+        until(lambda: coordinator.is_leader, ELECTION_S, "the leader")
+        with psycopg.connect(conninfo) as conn:
+            epochs = conn.execute(f"SELECT epoch FROM {schema}.leader_term").fetchall()
+            public = conn.execute("SELECT count(*) FROM public.leader_term"
+                                  " WHERE name = 'in-schema'").fetchone()
+        assert epochs == [(coordinator.epoch,)] and public == (0,)
+    with pytest.raises(ValueError, match="unknown"):
+        Coordinator.from_database_url(f"{conninfo}?sslmode=disable")
+
+
+def test_a_ledger_sqlite_url_coordinates_in_that_file(tmp_path):
+    path = sqlite_store(tmp_path / "url.sqlite3")
+    with Coordinator.from_database_url(f"sqlite:///{path}", name="url") as coordinator:
+        assert coordinator.target.sqlite_path == path
+        until(lambda: coordinator.is_leader, ELECTION_S, "the leader")
 
 
 def test_redis_with_sqlite_is_refused(tmp_path):
