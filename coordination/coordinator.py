@@ -441,6 +441,9 @@ class Coordinator:
         self.redis_errors += 1
         self._holds_lease = False  # unknown; renew() finds out once Redis is back
         self._close_pubsub()
+        if self._client is not None:  # so the first probe after a restart gets a fresh socket
+            with contextlib.suppress(Exception):
+                self._client.connection_pool.disconnect()
         self._next_probe = time.monotonic() + self.settings.redis_probe_interval_ms / 1000
         if self._mode == "redis":
             self._switch_mode("database", f"Redis failed: {error}")
