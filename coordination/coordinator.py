@@ -153,7 +153,8 @@ class Coordinator:
             return max(0, int((self._valid_until - time.monotonic()) * 1000))
 
     def on_change(self, callback: Callable[[Change], None]) -> Callable[[Change], None]:
-        """Call ``callback`` on every change (in the coordinator's thread: keep it short)."""
+        """Call ``callback`` on every change, in the thread that noticed it (the coordinator's,
+        or the one whose write was fenced, or the one calling ``stop``): keep it short."""
         self._listeners.append(callback)
         return callback
 

@@ -160,11 +160,11 @@ class Heartbeat:
     def beat(self) -> None:
         """Record one heartbeat now (the store first: it is the record; Redis is a cache)."""
         c = self.coordinator
-        leader = c.is_leader
+        epoch, acquired_at = c.epoch, c.leader_acquired_at  # read before is_leader: a term
+        leader = c.is_leader and epoch is not None          # lost in between reads as standby
         beat = Beat(c.instance_id, self.hostname, self.port, self.version, self.started_at,
-                    leader, c.epoch if leader else None,
-                    c.leader_acquired_at if leader else None, c.mode,
-                    "active" if leader else "standby")
+                    leader, epoch if leader else None, acquired_at if leader else None,
+                    c.mode, "active" if leader else "standby")
         dialect = c.target.dialect
         try:
             with transaction(self._connection(), dialect) as cursor:
