@@ -23,6 +23,7 @@ from api.responses import JSONResponse, error
 from api.runtime import Runtime
 from api.settings import ServeSettings
 from api.webhook import Webhook
+from coordination.coordinator import Coordinator
 from ledger.application import Ledger
 from projections.read_model import ProjectionReads
 from projections.runner import ProjectionRunner
@@ -32,13 +33,22 @@ log = logging.getLogger("ledger.api")
 
 def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
                read_model: Callable[[Ledger], ReadModel] = ProjectionReads,
-               run_projections: bool = True) -> Starlette:
+               run_projections: bool = True,
+               coordinator: Coordinator | None = None) -> Starlette:
     """The HTTP service over the ledger that ``open_ledger`` opens at startup (called once
     for the decisions and once for the projection runner, which it runs unless told not to:
     one runner leads per store, the others stand by; the runner's own ledger keeps its
-    connections from queueing behind the decisions' pool)."""
+    connections from queueing behind the decisions' pool). With a ``coordinator``, it
+    decides who leads, and heartbeats record this instance."""
+    def open_runner() -> ProjectionRunner:
+        if coordinator is None:  # one runner leads per store, by the store's session lock
+            return ProjectionRunner(open_ledger())
+        # Led by the coordinator, every batch fenced by its term.
+        return ProjectionRunner(open_ledger(), leadership=coordinator.leadership(),
+                                fence=coordinator.fenced)
+
     runtime = Runtime(settings, open_ledger, read_model,
-                      (lambda: ProjectionRunner(open_ledger())) if run_projections else None)
+                      open_runner if run_projections else None, coordinator)
     webhook = Webhook(runtime)
     queries = Queries(runtime)
     health = Health(runtime)
@@ -70,6 +80,7 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
         Route("/ready", health.ready, methods=["GET"]),
         Route("/ready/webhook", health.ready_for_webhooks, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
+        Route("/instances", health.instances, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={

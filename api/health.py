@@ -13,12 +13,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 import migrations
+from api.auth import bearer_ok
 from api.metrics import CONTENT_TYPE
 from api.pool import DeadlineExceeded, Overloaded
 from api.responses import JSONResponse, error
 from api.runtime import Runtime
+from coordination import heartbeat
+from coordination.settings import CoordinationSettings
+from ledger import wire
 from ledger.application import StoreNotReady
 from projections.runner import lag
+
+# Without a coordinator nobody beats; rows left by earlier runs read as crashed after this.
+HEARTBEAT_STALE_MS = CoordinationSettings().heartbeat_stale_ms
 
 
 class Health:
@@ -26,7 +33,47 @@ class Health:
         self.rt = runtime
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "alive", "instance_id": self.rt.ledger.instance_id})
+        """Alive, and who leads: ``leader`` (this instance's term is current), its
+        ``leader_epoch``, and ``coordination``: redis, database (Redis configured but down:
+        elected through the store) or single (no Redis configured)."""
+        c = self.rt.coordinator
+        leads = self.rt.projections is not None and self.rt.projections.leadership.held
+        return JSONResponse({
+            "status": "alive",
+            "instance_id": self.rt.ledger.instance_id,
+            "leader": c.is_leader if c is not None else leads,
+            "leader_epoch": c.epoch if c is not None else None,
+            "coordination": c.mode if c is not None else "single",
+        })
+
+    def _instances(self) -> list[dict[str, Any]]:
+        c = self.rt.coordinator
+        ledger = self.rt.ledger
+        stale_ms = c.settings.heartbeat_stale_ms if c is not None else HEARTBEAT_STALE_MS
+        with ledger.transaction(read_only=True) as cursor:
+            rows = heartbeat.instances(cursor, ledger.dialect.name, stale_ms)
+        return [{
+            "instance_id": r.instance_id, "hostname": r.hostname, "port": r.port,
+            "version": r.version, "started_at": wire.iso(r.started_at),
+            "last_heartbeat": wire.iso(r.last_heartbeat), "is_leader": r.is_leader,
+            "leader_epoch": r.leader_epoch, "leader_acquired_at": wire.iso(r.leader_acquired_at),
+            "mode": r.mode, "status": r.status,
+        } for r in rows]
+
+    async def instances(self, request: Request) -> Response:
+        """GET /instances: every instance's last heartbeat; ``status`` active (leads),
+        standby, stopped (cleanly), or crashed (no heartbeat within the staleness bound)."""
+        if not bearer_ok(request, self.rt.settings.api_token):
+            return error(401, "unauthorized", "a valid bearer token is required",
+                         headers={"WWW-Authenticate": 'Bearer realm="ledger"'})
+        try:
+            rows = await self.rt.reads_pool.run(
+                self._instances, timeout_s=self.rt.settings.request_timeout_ms / 1000)
+        except (StoreNotReady, PersistenceError, DeadlineExceeded, Overloaded) as e:
+            return error(503, "store_unavailable", f"the store did not answer "
+                                                   f"({type(e).__name__})",
+                         headers={"Retry-After": "1"})
+        return JSONResponse({"instances": rows})
 
     def _readiness(self) -> dict[str, Any]:
         ledger = self.rt.ledger

@@ -15,6 +15,11 @@
 - ``ledger_projection_leader``: 1 if this process runs the projections, 0 if it stands by
   (absent when the service runs no runner).
 - ``ledger_projection_events_applied_total``: events this process's runner has applied.
+- ``ledger_leader`` / ``ledger_leader_epoch`` / ``ledger_coordination_mode{mode}``: whether
+  this instance leads, under which term, and how leaders are elected (redis, database, single);
+  ``ledger_leader_terms_begun_total``, ``ledger_leader_terms_lost_total``,
+  ``ledger_coordination_mode_switches_total``, ``ledger_fenced_writes_total`` (leader-only
+  writes the store refused: a paused leader woke up after its term had passed).
 - ``ledger_projection_batches_failed_total``: batches that raised and were retried (a runner
   stuck on one batch shows here, in the log, and as growing lag).
 - ``ledger_projection_copy_tables``: rebuild copy tables in the store (``<table>__r<hex>``),
@@ -40,6 +45,7 @@ LATENCY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 if TYPE_CHECKING:
+    from coordination.coordinator import Coordinator
     from ledger.application import Ledger
     from projections.runner import ProjectionRunner
 
@@ -104,6 +110,31 @@ class _ProjectionValues:
                                 "left by a killed one)", value=copies)
 
 
+class _CoordinatorValues:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+
+    def collect(self) -> Iterable[Metric]:
+        c = self.c
+        yield GaugeMetricFamily("ledger_leader", "1 while this instance leads (its term is "
+                                "current), else 0", value=int(c.is_leader))
+        yield GaugeMetricFamily("ledger_leader_epoch", "The epoch of the term this instance "
+                                "holds (0 when it holds none)", value=c.epoch or 0)
+        mode = GaugeMetricFamily("ledger_coordination_mode",
+                                 "1 for the coordination mode in force", labels=["mode"])
+        for name in ("redis", "database", "single"):
+            mode.add_metric([name], int(c.mode == name))
+        yield mode
+        for name, value, text in (
+                ("ledger_leader_terms_begun", c.terms_begun, "Terms this instance began"),
+                ("ledger_leader_terms_lost", c.terms_lost, "Terms this instance lost"),
+                ("ledger_coordination_mode_switches", c.mode_switches,
+                 "Switches between redis and database mode"),
+                ("ledger_fenced_writes", c.fenced_writes,
+                 "Leader-only writes refused because a newer term existed")):
+            yield CounterMetricFamily(name, text, value=value)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -120,6 +151,9 @@ class Metrics:
 
     def watch_projections(self, ledger: Ledger, runner: ProjectionRunner | None) -> None:
         self.registry.register(_ProjectionValues(ledger, runner))
+
+    def watch_coordinator(self, coordinator: Coordinator) -> None:
+        self.registry.register(_CoordinatorValues(coordinator))
 
     def count(self, outcome: str) -> None:
         assert outcome in OUTCOMES, outcome

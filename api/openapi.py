@@ -295,6 +295,36 @@ def _read(summary: str, operation_id: str, schema_ref: str, parameters: list[dic
                     "parameters": parameters, "responses": responses}}
 
 
+HEALTH = {
+    "type": "object", "required": ["status", "instance_id", "leader", "leader_epoch",
+                                   "coordination"],
+    "properties": {
+        "status": {"type": "string", "enum": ["alive"]},
+        "instance_id": {"type": "string"},
+        "leader": {"type": "boolean"},
+        "leader_epoch": {"type": "integer", "nullable": True},
+        "coordination": {"type": "string", "enum": ["redis", "database", "single"]},
+    },
+}
+
+INSTANCE = {
+    "type": "object",
+    "required": ["instance_id", "hostname", "port", "version", "started_at", "last_heartbeat",
+                 "is_leader", "leader_epoch", "leader_acquired_at", "mode", "status"],
+    "properties": {
+        "instance_id": {"type": "string"}, "hostname": {"type": "string", "nullable": True},
+        "port": {"type": "integer", "nullable": True},
+        "version": {"type": "string", "nullable": True},
+        "started_at": {"type": "string", "nullable": True},
+        "last_heartbeat": {"type": "string"}, "is_leader": {"type": "boolean"},
+        "leader_epoch": {"type": "integer", "nullable": True},
+        "leader_acquired_at": {"type": "string", "nullable": True},
+        "mode": {"type": "string", "nullable": True},
+        "status": {"type": "string", "enum": ["active", "standby", "stopped", "crashed"]},
+    },
+}
+
+
 def document(*, list_limit_max: int, list_limit_default: int,
              version: str = "0.1.0") -> dict[str, Any]:
     """The OpenAPI document of `ledger serve`."""
@@ -339,9 +369,21 @@ def document(*, list_limit_max: int, list_limit_default: int,
                 "A signal's deliveries, its decision and the events it appended",
                 "signalTrail", "#/components/schemas/Trail", [FINGERPRINT_PARAM],
                 not_found="No signal with this fingerprint was decided"),
-            "/health": {"get": {"summary": "The process is alive", "operationId": "health",
+            "/health": {"get": {"summary": "The process is alive, and who leads",
+                                "operationId": "health",
                                 "responses": {"200": {"description": "alive", "content": {
-                                    "application/json": {"schema": {"type": "object"}}}}}}},
+                                    "application/json": {"schema": HEALTH}}}}}},
+            "/instances": {"get": {
+                "summary": "Every instance's last heartbeat: active (leads), standby, stopped "
+                           "or crashed (no heartbeat within the staleness bound)",
+                "operationId": "instances", "security": BEARER,
+                "responses": {
+                    "200": {"description": "the instances", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["instances"],
+                                   "properties": {"instances": {"type": "array",
+                                                                "items": INSTANCE}}}}}},
+                    "401": _err("Token missing or wrong"),
+                    "503": _err("Store unavailable")}}},
             "/ready": {"get": {"summary": "The store answers, is fully migrated, and the "
                                           "projection tables are within bounds of the log",
                                "operationId": "ready",

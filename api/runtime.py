@@ -1,6 +1,6 @@
 """What the endpoints share while the service runs: the ledger, the read model, the worker
-pools, the projection runner and the metrics. Opened by the lifespan; closed after in-flight
-work ends.
+pools, the coordinator (leadership and heartbeats), the projection runner and the metrics.
+Opened by the lifespan; closed after in-flight work ends.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from api.metrics import Metrics
 from api.pool import WorkerPool
 from api.read_model import ReadModel
 from api.settings import ServeSettings
+from coordination.coordinator import Coordinator
+from coordination.heartbeat import Heartbeat
 from ledger import instances
 from ledger.application import Ledger
 from projections.runner import ProjectionRunner
@@ -25,12 +27,15 @@ class Runtime:
 
     def __init__(self, settings: ServeSettings, open_ledger: Callable[[], Ledger],
                  read_model: Callable[[Ledger], ReadModel],
-                 open_runner: Callable[[], ProjectionRunner] | None) -> None:
+                 open_runner: Callable[[], ProjectionRunner] | None,
+                 coordinator: Coordinator | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self._open_ledger = open_ledger
         self._read_model = read_model
         self._open_runner = open_runner
+        self.coordinator = coordinator  # None: the runner leads by its own session lock
+        self.heartbeat: Heartbeat | None = None
         self.projections: ProjectionRunner | None = None  # None: another process projects
         self._ledger: Ledger | None = None
         self._reads: ReadModel | None = None
@@ -69,10 +74,16 @@ class Runtime:
         self.metrics.watch(conflicts=lambda: ledger.conflicts_retried,
                            outstanding=lambda: decisions.outstanding)
         self._record_instance(started=True)
+        if self.coordinator is not None:
+            self.coordinator.start()
+            self.heartbeat = Heartbeat(self.coordinator, port=self.settings.port or None,
+                                       version=version("portfolio-ledger")).start()
         if self._open_runner is not None:
             self.projections = self._open_runner()
             self.projections.start()
         self.metrics.watch_projections(ledger, self.projections)
+        if self.coordinator is not None:
+            self.metrics.watch_coordinator(self.coordinator)
 
     def _record_instance(self, *, started: bool) -> None:
         try:
@@ -96,7 +107,11 @@ class Runtime:
         if self._ledger is not None:
             self._record_instance(started=False)
         if self.projections is not None:
-            self.projections.stop(timeout_s=wait_s)
+            self.projections.stop(timeout_s=wait_s)  # its last batch, while still leading
             self.projections.ledger.close()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()  # reads "stopped", not "crashed"
+        if self.coordinator is not None:
+            self.coordinator.stop()  # ends the term and releases the lease: handover at once
         if self._ledger is not None:
             self._ledger.close()

@@ -177,6 +177,11 @@ class Coordinator:
                 self._wake.set()  # the thread hands the Redis lease back
             raise
 
+    def leadership(self) -> Leadership:
+        """A session-lock view of this coordinator, for a runner that leads while it does
+        (``projections.runner.ProjectionRunner(..., leadership=...)``)."""
+        return Leadership(self)
+
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self) -> Coordinator:
@@ -504,3 +509,24 @@ def _redact(url: str) -> str:
         return url
     scheme, rest = url.split("://", 1) if "://" in url else ("", url)
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+class Leadership:
+    """Held while the coordinator leads. Acquiring and releasing are the coordinator's
+    business (its thread, its ``stop``): here they only ask."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+
+    @property
+    def held(self) -> bool:
+        return self.coordinator.is_leader
+
+    def try_acquire(self) -> bool:
+        return self.coordinator.is_leader
+
+    def check(self) -> bool:
+        return self.coordinator.is_leader
+
+    def release(self) -> None:
+        pass  # the coordinator hands over in stop(), after the runner's last batch

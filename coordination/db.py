@@ -125,6 +125,12 @@ def transaction(conn: Any, dialect: Dialect) -> Iterator[Any]:
             cursor.close()
 
 
+def values(row: Any) -> tuple[Any, ...]:
+    """A fetched row as a tuple, whatever the cursor's row factory: our own connections give
+    tuples, the Ledger's Postgres connections dicts (a fenced write runs on those)."""
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+
 def close_quietly(conn: Any) -> None:
     """Close a connection that may already be broken."""
     if conn is not None:

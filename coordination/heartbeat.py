@@ -30,6 +30,7 @@ from coordination.db import (
     parse_time,
     sqlite_time,
     transaction,
+    values,
 )
 from coordination.lease import redis_client
 
@@ -117,7 +118,7 @@ def instances(cursor: Any, dialect: Dialect, stale_ms: int) -> list[InstanceRow]
     cursor.execute(f"SELECT {', '.join(_COLUMNS[:-1])}, {status} FROM instance_heartbeats"
                    " ORDER BY instance_id", (cutoff,))
     rows = []
-    for r in cursor.fetchall():
+    for r in map(values, cursor.fetchall()):
         state = r[10]
         rows.append(InstanceRow(
             instance_id=r[0], hostname=r[1], port=r[2], version=r[3],

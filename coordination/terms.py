@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from coordination.db import Dialect, parse_time, sqlite_time
+from coordination.db import Dialect, parse_time, sqlite_time, values
 
 
 class Fenced(Exception):
@@ -101,7 +101,7 @@ def begin_term(cursor: Any, dialect: Dialect, name: str, holder: str,
         now = _now_text()
         cursor.execute(_BEGIN_SQLITE, (name, holder, now, _later_text(ttl_ms), now))
     row = cursor.fetchone()
-    return None if row is None else int(row[0])
+    return None if row is None else int(values(row)[0])
 
 
 def renew_term(cursor: Any, dialect: Dialect, name: str, holder: str, epoch: int,
@@ -137,7 +137,7 @@ def current_epoch(cursor: Any, dialect: Dialect, name: str) -> int | None:
     p = "%s" if dialect == "postgres" else "?"
     cursor.execute(f"SELECT epoch FROM leader_term WHERE name = {p}", (name,))
     row = cursor.fetchone()
-    return None if row is None else int(row[0])
+    return None if row is None else int(values(row)[0])
 
 
 def assert_current(cursor: Any, dialect: Dialect, name: str, epoch: int | None) -> None:
@@ -151,7 +151,7 @@ def assert_current(cursor: Any, dialect: Dialect, name: str, epoch: int | None) 
     else:
         cursor.execute("SELECT epoch FROM leader_term WHERE name = ?", (name,))
     row = cursor.fetchone()
-    current = None if row is None else int(row[0])
+    current = None if row is None else int(values(row)[0])
     if epoch is None or current != epoch:
         fence_stats.count()
         raise Fenced(name, epoch, current)
@@ -176,4 +176,5 @@ def read_term(cursor: Any, dialect: Dialect, name: str) -> Term | None:
     row = cursor.fetchone()
     if row is None:
         return None
+    row = values(row)
     return Term(row[0], int(row[1]), row[2], parse_time(row[3]), parse_time(row[4]))

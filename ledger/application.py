@@ -14,7 +14,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
@@ -339,8 +339,12 @@ class Ledger(Application[UUID]):
     # -- rollover (the scheduler that calls this comes later) -----------------------------
 
     def roll(self, position_id: str, from_expiry: str, close_price: Decimal,
-             open_price: Decimal, at: datetime) -> Position:
+             open_price: Decimal, at: datetime, *,
+             fence: Callable[[Any], None] | None = None) -> Position:
         """Move an open position from the contract expiring ``from_expiry`` to the next one.
+
+        ``fence`` is called with the cursor of the transaction that records the roll, before
+        its events (a leader's epoch check: raise to refuse the roll, nothing written).
 
         Idempotent: once the position trades a later contract, rolling it again from
         ``from_expiry`` changes nothing and returns it as it is.
@@ -367,7 +371,7 @@ class Ledger(Application[UUID]):
                 position.roll(roll)
                 self._assert_agree(portfolio, [position])
                 try:
-                    self.save(portfolio, position)
+                    self.save(portfolio, position, fence=fence)
                     return position
                 except IntegrityError:
                     self.conflicts_retried += 1

@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ledger.application import Ledger
+from ledger.storage.dialect import SessionLock
 from projections.projector import Projector, ends_transaction
 from projections.schema import INSTANCES, PORTFOLIO_STATE, POSITIONS, STATISTICS
 from projections.tables import TableStore
@@ -71,11 +73,16 @@ def wait_for(ledger: Ledger, position: int, timeout_s: float) -> bool:
 
 
 class ProjectionRunner:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, leadership: SessionLock | None = None,
+                 fence: Callable[[Any], None] | None = None) -> None:
+        """``leadership``: who runs (default: the store's session lock "projections");
+        ``fence``: called with the cursor of every batch's transaction before it writes
+        (a leader's epoch check: a stale leader's batch is refused, never half-applied)."""
         self.ledger = ledger
         self.limits = ledger.config.limits
         self.tables = TableStore(ledger)
-        self.leadership = ledger.dialect.session_lock("projections")
+        self.leadership = leadership or ledger.dialect.session_lock("projections")
+        self.fence = fence
         self.projector: Projector | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -137,6 +144,9 @@ class ProjectionRunner:
             with self.ledger.transaction() as cursor:
                 if self.tables.lock_tracked(cursor) != tracked:
                     raise _Moved  # another runner applied these meanwhile: resume
+                if self.fence is not None:
+                    # After the write lock (SQLite: a read first could not be upgraded).
+                    self.fence(cursor)
                 self.tables.write(cursor, changes)
                 self.tables.set_tracked(cursor, changes.position)
         except _Moved:

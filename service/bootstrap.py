@@ -8,11 +8,18 @@ is used. (The model is cosmicpython's ``bootstrap.py``.)
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
 import migrations
-from ledger.application import Ledger, StoreNotReady
+from coordination.coordinator import Coordinator
+from coordination.settings import CoordinationSettings
+from coordination.settings import SettingsError as CoordinationSettingsError
+from ledger.application import Ledger, StoreNotReady, default_instance_id
 from ledger.config import LedgerConfig
+from ledger.storage import store_settings
 from projections.rebuild import drop_leftover_copies
 from projections.runner import ProjectionRunner
 
@@ -50,10 +57,43 @@ def projection_runner(config: LedgerConfig, database_url: str | None) -> Project
     return ProjectionRunner(open_ledger(config, database_url, migrated=True))
 
 
-def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | None
-             ) -> Starlette:
+ENV_REDIS_URL = "LEDGER_REDIS_URL"
+
+
+def coordination_settings(environ: Mapping[str, str] | None = None) -> CoordinationSettings:
+    """The coordinator's bounds: defaults, each overridden by ``LEDGER_<FIELD>`` (e.g.
+    ``LEDGER_LEASE_TTL_MS``). Raises coordination's SettingsError naming every problem."""
+    env = os.environ if environ is None else environ
+    changes: dict[str, int] = {}
+    problems = []
+    for f in fields(CoordinationSettings):
+        raw = env.get(f"LEDGER_{f.name.upper()}", "").strip()
+        if not raw:
+            continue
+        try:
+            changes[f.name] = int(raw)
+        except ValueError:
+            problems.append(f"LEDGER_{f.name.upper()}: expected an integer, got {raw!r}")
+    if problems:
+        raise CoordinationSettingsError(problems)
+    return CoordinationSettings(**changes)
+
+
+def coordinator(database_url: str | None, *, redis_url: str | None = None,
+                settings: CoordinationSettings | None = None) -> Coordinator:
+    """The leader election of this process, on the ledger's own store (and Redis when
+    ``redis_url``, default ``$LEDGER_REDIS_URL``, names one). Not started."""
+    url = store_settings(database_url).url
+    redis_url = redis_url if redis_url is not None else os.environ.get(ENV_REDIS_URL) or None
+    return Coordinator.from_database_url(url, redis_url=redis_url,
+                                         instance_id=default_instance_id(),
+                                         settings=settings or coordination_settings())
+
+
+def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | None,
+             *, coordinate: Coordinator | None = None) -> Starlette:
     """`ledger serve`'s application: webhook and reads over the store, with the projection
-    runner in the process (one leads per store; the others stand by)."""
+    runner in the process, led by ``coordinate`` (one instance leads; the others stand by)."""
     from api.app import create_app  # the HTTP stack loads only for `ledger serve`
 
     def serving_ledger() -> Ledger:
@@ -66,4 +106,4 @@ def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | 
             log.warning("store not ready yet: %s", e)
         return ledger
 
-    return create_app(settings, serving_ledger)
+    return create_app(settings, serving_ledger, coordinator=coordinate)

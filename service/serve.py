@@ -18,8 +18,9 @@ from hypercorn.config import Config as HypercornConfig
 from starlette.applications import Starlette
 
 from api.settings import ENV_TOKEN, ServeSettings, SettingsError, from_environment
+from coordination.settings import SettingsError as CoordinationSettingsError
 from ledger.config import LedgerConfig, load_config
-from ledger.storage import store_settings
+from ledger.storage import redact, store_settings
 from service import bootstrap
 
 log = logging.getLogger("ledger.api")
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = from_environment(config.limits, host=args.host, port=args.port)
         settings.check_startable(config.limits, store.dialect.bounded_pool)
-    except SettingsError as e:
+        coordinator = bootstrap.coordinator(args.database_url)
+    except (SettingsError, CoordinationSettingsError, ValueError) as e:
         print(f"ledger: {e}", file=sys.stderr)
         return EXIT_INVALID
 
@@ -62,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
              store.redacted_url, "set" if settings.webhook_secret else "NOT SET",
              "set" if settings.api_token else f"not set (reads are open; set {ENV_TOKEN})",
              "off" if settings.allowlist is None else ", ".join(map(str, settings.allowlist)))
-    app = bootstrap.http_app(settings, config, args.database_url)
+    log.info("coordination: %s", f"Redis at {redact(coordinator.redis_url)}"
+             if coordinator.redis_url else "through the store (no LEDGER_REDIS_URL)")
+    app = bootstrap.http_app(settings, config, args.database_url, coordinate=coordinator)
     asyncio.run(serve_until_signalled(app, hypercorn_config(settings,
                                                             access_log=args.access_log)))
     log.info("stopped")

@@ -17,15 +17,16 @@ from ledger.instances import Instance
 from projections.projector import _HANDLERS, EVENTS, IGNORED
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = ("ledger", "projections", "api", "service", "migrations")
+OURS = ("ledger", "projections", "api", "service", "migrations", "coordination")
 
 # package -> the packages of ours it may import (itself always)
 MAY_IMPORT = {
     "ledger": set(),
     "migrations": set(),
+    "coordination": set(),
     "projections": {"ledger"},
-    "api": {"ledger", "projections", "migrations"},
-    "service": {"ledger", "projections", "api", "migrations"},
+    "api": {"ledger", "projections", "migrations", "coordination"},
+    "service": {"ledger", "projections", "api", "migrations", "coordination"},
 }
 # The trading domain imports only itself and the pure sizing rules: no configuration files,
 # no storage, no application.

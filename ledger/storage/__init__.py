@@ -67,6 +67,7 @@ def store_settings(url: str | None = None, limits: Limits | None = None) -> Stor
         env = {
             **common,
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "APPLICATION_RECORDER_TOPIC": "ledger.storage.sqlite:FencedApplicationRecorder",
             "SQLITE_DBNAME": path,
             "SQLITE_LOCK_TIMEOUT": str(max(1, limits.store_lock_timeout_s)),
         }
@@ -74,17 +75,18 @@ def store_settings(url: str | None = None, limits: Limits | None = None) -> Stor
     if parts.scheme in ("postgresql", "postgres"):
         dbname = unquote(parts.path.lstrip("/"))
         if not dbname:
-            raise StoreUrlError(f"{_redact(url)}: no database name")
+            raise StoreUrlError(f"{redact(url)}: no database name")
         query = parse_qs(parts.query)
         unknown = set(query) - {"schema"}
         if unknown:
-            raise StoreUrlError(f"{_redact(url)}: unknown parameter(s) {sorted(unknown)}")
+            raise StoreUrlError(f"{redact(url)}: unknown parameter(s) {sorted(unknown)}")
         schema = query.get("schema", ["public"])[0]
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
-            raise StoreUrlError(f"{_redact(url)}: schema must be a plain lower-case identifier")
+            raise StoreUrlError(f"{redact(url)}: schema must be a plain lower-case identifier")
         env = {
             **common,
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "APPLICATION_RECORDER_TOPIC": "ledger.storage.postgres:FencedApplicationRecorder",
             "POSTGRES_DBNAME": dbname,
             "POSTGRES_HOST": parts.hostname or "127.0.0.1",
             "POSTGRES_PORT": str(parts.port or 5432),
@@ -98,8 +100,9 @@ def store_settings(url: str | None = None, limits: Limits | None = None) -> Stor
             "POSTGRES_PRE_PING": "y",  # a restarted server must not cost a failed decision
         }
         return StoreSettings(url, PostgresDialect, env)
-    raise StoreUrlError(f"{_redact(url)}: expected sqlite:///FILE or postgresql://...")
+    raise StoreUrlError(f"{redact(url)}: expected sqlite:///FILE or postgresql://...")
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
+    """``url`` without its password (any scheme), for logs and messages."""
     return StoreSettings(url, SQLiteDialect, {}).redacted_url

@@ -11,16 +11,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, Notification, OperationalError
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
+from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
 from ledger import wire
 from ledger.storage.dialect import Column
 
 if TYPE_CHECKING:
-    from eventsourcing.postgres import PostgresApplicationRecorder
-
     from ledger.storage import StoreSettings
 
 ROWS_PER_FETCH = 1000  # rows in memory at a time when a query's rows are read one by one
@@ -221,3 +221,20 @@ class AdvisoryLock:
             with contextlib.suppress(psycopg.Error):
                 self._conn.close()
             self._conn = None
+
+
+class FencedApplicationRecorder(PostgresApplicationRecorder):
+    """The library's recorder, and one thing more: ``save(..., fence=check)`` runs
+    ``check(cursor)`` in the very transaction that inserts the events, before them. A leader
+    passes its epoch check (``coordination``): a stale leader's events are refused by the
+    database, never half-written."""
+
+    def _insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
+                       **kwargs: Any) -> None:
+        fence = kwargs.get("fence")
+        if fence is not None:
+            # The library qualifies its own tables; ours resolve beside them.
+            curs.execute(SQL("SET LOCAL search_path TO {}").format(
+                Identifier(self.datastore.schema)))
+            fence(curs)
+        super()._insert_events(curs, stored_events, **kwargs)

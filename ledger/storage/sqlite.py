@@ -11,14 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from ledger import wire
 from ledger.storage.dialect import Column
 
 if TYPE_CHECKING:
-    from eventsourcing.sqlite import SQLiteApplicationRecorder
-
     from ledger.storage import StoreSettings
 
 _TS = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed-width UTC text: sorts as the instants do
@@ -178,3 +177,19 @@ class HeldLock:
 
     def release(self) -> None:
         self._held = False
+
+
+class FencedApplicationRecorder(SQLiteApplicationRecorder):
+    """The library's recorder; ``save(..., fence=check)`` runs ``check(cursor)`` in the
+    transaction that inserts the events (as on Postgres)."""
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent],
+                       **kwargs: Any) -> Sequence[int] | None:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        fence = kwargs.get("fence")
+        if fence is not None:
+            # After the inserts, under the write lock they took (a read first could not be
+            # upgraded to a write if another connection wrote meanwhile); raising rolls the
+            # whole transaction back.
+            fence(c)
+        return returning
