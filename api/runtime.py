@@ -9,12 +9,15 @@ import logging
 from collections.abc import Callable
 from importlib.metadata import version
 
+from api.dedupe import Dedupe
 from api.metrics import Metrics
 from api.pool import WorkerPool
 from api.read_model import ReadModel
 from api.settings import ServeSettings
 from coordination.coordinator import Coordinator
 from coordination.heartbeat import Heartbeat
+from coordination.lease import redis_client
+from coordination.signal_lock import SignalLocks
 from ledger import instances
 from ledger.application import Ledger
 from projections.runner import ProjectionRunner
@@ -36,6 +39,7 @@ class Runtime:
         self._open_runner = open_runner
         self.coordinator = coordinator  # None: the runner leads by its own session lock
         self.heartbeat: Heartbeat | None = None
+        self.dedupe = Dedupe(None, lambda: "single")
         self.projections: ProjectionRunner | None = None  # None: another process projects
         self._ledger: Ledger | None = None
         self._reads: ReadModel | None = None
@@ -75,9 +79,15 @@ class Runtime:
                            outstanding=lambda: decisions.outstanding)
         self._record_instance(started=True)
         if self.coordinator is not None:
-            self.coordinator.start()
-            self.heartbeat = Heartbeat(self.coordinator, port=self.settings.port or None,
+            c = self.coordinator
+            c.start()
+            self.heartbeat = Heartbeat(c, port=self.settings.port or None,
                                        version=version("portfolio-ledger")).start()
+            if c.redis_url:
+                locks = SignalLocks(redis_client(c.redis_url, c.settings.redis_socket_timeout_ms),
+                                    c.namespace, c.settings.signal_lock_ttl_ms,
+                                    c.settings.signal_lock_poll_ms)
+                self.dedupe = Dedupe(locks, lambda: c.mode)
         if self._open_runner is not None:
             self.projections = self._open_runner()
             self.projections.start()

@@ -30,6 +30,7 @@ ENV_BOUNDS = {
     "read_threads": "LEDGER_READ_THREADS",
     "queue_depth_max": "LEDGER_QUEUE_DEPTH_MAX",
     "graceful_timeout_ms": "LEDGER_GRACEFUL_TIMEOUT_MS",
+    "signal_lock_wait_ms": "LEDGER_SIGNAL_LOCK_WAIT_MS",
     "header_read_timeout_s": "LEDGER_HEADER_READ_TIMEOUT_S",
 }
 
@@ -58,6 +59,8 @@ class ServeSettings:
     decision_threads: int = 6
     read_threads: int = 4
     queue_depth_max: int = 512  # requests waiting for a decision thread before 503
+    # Longest a redelivery waits for its twin being decided (api/dedupe.py); 0: no waiting.
+    signal_lock_wait_ms: int = 1000
     list_limit_max: int = 500  # rows in one /positions or /signals answer
     list_limit_default: int = 100
     graceful_timeout_ms: int = 10_000  # in-flight requests may finish within this on SIGTERM
@@ -77,6 +80,9 @@ class ServeSettings:
                      "keep_alive_timeout_s", "header_read_timeout_s"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.signal_lock_wait_ms < 0:
+            raise SettingsError(f"signal_lock_wait_ms must not be negative, got "
+                                f"{self.signal_lock_wait_ms}")
         if self.list_limit_default > self.list_limit_max:
             raise SettingsError("list_limit_default must not exceed list_limit_max")
 

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from functools import partial
 from typing import Any
 
 from eventsourcing.persistence import PersistenceError
@@ -27,12 +26,13 @@ from api.auth import source_allowed, webhook_secret_ok
 from api.pool import DeadlineExceeded, Overloaded
 from api.responses import JSONResponse, error
 from api.runtime import Runtime
-from ledger.application import DecisionContended, StoreNotReady
-from ledger.signals import InvalidSignal, Problem, parse_json
+from ledger.application import Decision, DecisionContended, StoreNotReady
+from ledger.signals import InvalidSignal, Problem, parse_json, parse_signal
 
 log = logging.getLogger("ledger.api")
 
 ACCEPTED_MEDIA_TYPES = ("application/json", "text/plain")
+DEDUPE_WAIT_SHARE = 0.5  # of the request's remaining time, for waiting on a redelivery's twin
 RETRY_AFTER_S = "1"
 
 
@@ -131,9 +131,17 @@ class Webhook:
             return self._refuse("unauthorized", 401, "unauthorized",
                                 "the alert's secret is missing or wrong")
 
-        decide = partial(self.rt.ledger.decide, data, portfolio)
+        ledger, dedupe = self.rt.ledger, self.rt.dedupe
+        remaining_s = max(0.0, deadline - time.perf_counter())
+        # A redelivery may wait for the delivery being decided, within half the time left.
+        wait_ms = min(s.signal_lock_wait_ms, int(remaining_s * 1000 * DEDUPE_WAIT_SHARE))
+
+        def decide() -> Decision:
+            signal = parse_signal(data, portfolio, ledger.config)  # InvalidSignal: 422
+            with dedupe.turn(signal.fingerprint, wait_ms):
+                return ledger.decide_signal(signal)
+
         try:
-            remaining_s = max(0.0, deadline - time.perf_counter())
             decision = await self.rt.decisions.run(decide, timeout_s=remaining_s)
         except InvalidSignal as e:
             return self._refuse("invalid", 422, "invalid_signal",
