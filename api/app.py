@@ -8,6 +8,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -34,7 +35,8 @@ log = logging.getLogger("ledger.api")
 def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
                read_model: Callable[[Ledger], ReadModel] = ProjectionReads,
                run_projections: bool = True,
-               coordinator: Coordinator | None = None) -> Starlette:
+               coordinator: Coordinator | None = None,
+               recover: Callable[[Ledger], Any] | None = None) -> Starlette:
     """The HTTP service over the ledger that ``open_ledger`` opens at startup (called once
     for the decisions and once for the projection runner, which it runs unless told not to:
     one runner leads per store, the others stand by; the runner's own ledger keeps its
@@ -48,7 +50,7 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
                                 fence=coordinator.fenced)
 
     runtime = Runtime(settings, open_ledger, read_model,
-                      open_runner if run_projections else None, coordinator)
+                      open_runner if run_projections else None, coordinator, recover)
     webhook = Webhook(runtime)
     queries = Queries(runtime)
     health = Health(runtime)

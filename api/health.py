@@ -91,6 +91,8 @@ class Health:
                 "lag_events": behind.events, "lag_seconds": round(behind.seconds, 3),
                 "runner": ("leader" if self.rt.projections.leadership.held else "standby")
                 if self.rt.projections is not None else "elsewhere"}
+        if self.rt.recovery is not None:
+            readiness["recovery"] = self.rt.recovery.as_dict()
         return readiness
 
     async def ready_for_webhooks(self, request: Request) -> Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from importlib.metadata import version
+from typing import Any
 
 from api.dedupe import Dedupe
 from api.metrics import Metrics
@@ -31,7 +32,8 @@ class Runtime:
     def __init__(self, settings: ServeSettings, open_ledger: Callable[[], Ledger],
                  read_model: Callable[[Ledger], ReadModel],
                  open_runner: Callable[[], ProjectionRunner] | None,
-                 coordinator: Coordinator | None = None) -> None:
+                 coordinator: Coordinator | None = None,
+                 recover: Callable[[Ledger], Any] | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self._open_ledger = open_ledger
@@ -40,6 +42,8 @@ class Runtime:
         self.coordinator = coordinator  # None: the runner leads by its own session lock
         self.heartbeat: Heartbeat | None = None
         self.dedupe = Dedupe(None, lambda: "single")
+        self._recover = recover
+        self.recovery: Any = None  # what the start found (``as_dict()``), shown by /ready
         self.projections: ProjectionRunner | None = None  # None: another process projects
         self._ledger: Ledger | None = None
         self._reads: ReadModel | None = None
@@ -69,6 +73,8 @@ class Runtime:
     def open(self) -> None:
         s = self.settings
         self._ledger = self._open_ledger()
+        if self._recover is not None:
+            self.recovery = self._recover(self._ledger)
         self._reads = self._read_model(self._ledger)
         self._decisions = WorkerPool("decide", s.decision_threads, s.queue_depth_max)
         # Reads queue only as deep as their threads: a scan must not hold back the next one.

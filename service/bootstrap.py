@@ -13,15 +13,19 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
+import psycopg
+from eventsourcing.persistence import PersistenceError
+
 import migrations
 from coordination.coordinator import Coordinator
 from coordination.settings import CoordinationSettings
 from coordination.settings import SettingsError as CoordinationSettingsError
 from ledger.application import Ledger, StoreNotReady, default_instance_id
 from ledger.config import LedgerConfig
-from ledger.storage import store_settings
+from ledger.storage import StoreSettings, store_settings
 from projections.rebuild import drop_leftover_copies
 from projections.runner import ProjectionRunner
+from service.recovery import recover
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -43,6 +47,36 @@ def open_ledger(config: LedgerConfig, database_url: str | None, *, ready: bool =
         raise StoreNotReady(f"{ledger.store.redacted_url} lacks {', '.join(steps)}: "
                             f"run `ledger migrate`")
     return ledger
+
+
+def missing_migrations(config: LedgerConfig, database_url: str | None) -> list[str]:
+    """The migration steps the store lacks (empty when it is up to date). Raises
+    StoreNotReady naming the cause (refused, unknown database or role, ...) when the store
+    cannot be reached at all."""
+    settings = store_settings(database_url, config.limits)
+    try:
+        ledger = Ledger(config, database_url)  # Postgres: connects at once (type adapters)
+    except PersistenceError as e:
+        raise StoreNotReady(f"{settings.redacted_url}: {diagnose(settings, e)}") from None
+    with ledger:
+        return migrations.missing(ledger)
+
+
+def diagnose(settings: StoreSettings, error: Exception) -> str:
+    """Why the store does not answer, in the driver's own words: the pool only says it could
+    not get a connection in time."""
+    env = settings.env
+    if "POSTGRES_HOST" not in env:
+        return str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+    try:
+        psycopg.connect(host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                        dbname=env["POSTGRES_DBNAME"], user=env["POSTGRES_USER"],
+                        password=env["POSTGRES_PASSWORD"] or None,
+                        connect_timeout=int(env["POSTGRES_CONNECT_TIMEOUT"])).close()
+    except psycopg.Error as e:
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        return " ".join(lines) if lines else type(e).__name__
+    return str(error).strip().splitlines()[0]
 
 
 def migrate(ledger: Ledger) -> tuple[list[str], list[str]]:
@@ -106,4 +140,4 @@ def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | 
             log.warning("store not ready yet: %s", e)
         return ledger
 
-    return create_app(settings, serving_ledger, coordinator=coordinate)
+    return create_app(settings, serving_ledger, coordinator=coordinate, recover=recover)

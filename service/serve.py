@@ -19,13 +19,14 @@ from starlette.applications import Starlette
 
 from api.settings import ENV_TOKEN, ServeSettings, SettingsError, from_environment
 from coordination.settings import SettingsError as CoordinationSettingsError
+from ledger.application import StoreNotReady
 from ledger.config import LedgerConfig, load_config
 from ledger.storage import redact, store_settings
 from service import bootstrap
 
 log = logging.getLogger("ledger.api")
 
-EXIT_OK, EXIT_INVALID = 0, 2
+EXIT_OK, EXIT_INVALID, EXIT_STORE = 0, 2, 3
 
 
 def hypercorn_config(settings: ServeSettings, *, access_log: bool = False) -> HypercornConfig:
@@ -59,6 +60,16 @@ def run(args: argparse.Namespace) -> int:
     except (SettingsError, CoordinationSettingsError, ValueError) as e:
         print(f"ledger: {e}", file=sys.stderr)
         return EXIT_INVALID
+    try:
+        missing = bootstrap.missing_migrations(config, args.database_url)
+    except StoreNotReady as e:
+        print(f"ledger: store not ready: {e} (is it running, and is the URL right?)",
+              file=sys.stderr)
+        return EXIT_STORE
+    if missing:  # reachable, but serving would answer 503 forever: say so and stop
+        print(f"ledger: {store.redacted_url} lacks {', '.join(missing)}: run `ledger migrate`",
+              file=sys.stderr)
+        return EXIT_STORE
 
     log.info("store %s; webhook secret %s; api token %s; source allowlist %s",
              store.redacted_url, "set" if settings.webhook_secret else "NOT SET",
