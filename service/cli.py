@@ -340,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "LEDGER_WEBHOOK_SECRET)")
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     serve.add_argument("--access-log", action="store_true", help="log each request line")
+    serve.add_argument("--migrate", action="store_true",
+                       help="apply missing migrations first (one instance: the embedded "
+                            "SQLite file, a single container; with several instances run "
+                            "`ledger migrate` once instead)")
     return parser
 
 

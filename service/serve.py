@@ -17,6 +17,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 from starlette.applications import Starlette
 
+import migrations
 from api.settings import ENV_TOKEN, ServeSettings, SettingsError, from_environment
 from coordination.settings import SettingsError as CoordinationSettingsError
 from ledger.application import StoreNotReady
@@ -66,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"ledger: store not ready: {e} (is it running, and is the URL right?)",
               file=sys.stderr)
         return EXIT_STORE
+    if missing and args.migrate:
+        with bootstrap.open_ledger(config, args.database_url, ready=False) as ledger:
+            log.info("migrated %s: %s", store.redacted_url,
+                     ", ".join(migrations.migrate(ledger)))
+        missing = []
     if missing:  # reachable, but serving would answer 503 forever: say so and stop
         print(f"ledger: {store.redacted_url} lacks {', '.join(missing)}: run `ledger migrate`",
               file=sys.stderr)

@@ -87,7 +87,8 @@ def test_the_healthcheck_passes_on_a_live_instance_and_fails_on_a_dead_one(tmp_p
     command = json.loads(check[check.index("CMD") + 3:].strip())
     assert command[0] == "python" and command[1] == "-c", "exec form; the slim image has no curl"
     url = f"sqlite:///{tmp_path / 'ledger.sqlite3'}"
-    with ServeProcess(url) as server:
+    cmd = json.loads(one("CMD"))
+    with ServeProcess(url, args=tuple(a for a in cmd[2:] if a == "--migrate")) as server:
         script = command[2].replace("http://127.0.0.1:8080", server.url)
         assert script != command[2], "the health check must ask 127.0.0.1:8080 (the CMD's port)"
         alive = subprocess.run([sys.executable, "-c", script], capture_output=True,
