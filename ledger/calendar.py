@@ -60,6 +60,20 @@ def current_expiry(instrument: Instrument, on: date, holidays: frozenset[date]) 
     raise AssertionError(f"no expiry within three months of {on}")  # pragma: no cover
 
 
+def trading_days_left(on: date, expiry: date, holidays: frozenset[date], cap: int) -> int:
+    """Trading days after ``on`` up to and including ``expiry``: 0 on the expiry day itself.
+
+    Counting stops once it passes ``cap`` (the roll window), so a far expiry costs no more
+    than a near one. The rollover job counts a position's window the same way.
+    """
+    left, day = 0, on
+    while day < expiry and left <= cap:
+        day += timedelta(days=1)
+        if _is_trading_day(day, holidays):
+            left += 1
+    return left
+
+
 def _symbol_date(expiry: date) -> str:
     # OpenAlgo's common symbol format: DDMMMYY, e.g. 30DEC25.
     return f"{expiry.day:02d}{MONTHS[expiry.month - 1]}{expiry.year % 100:02d}"
@@ -114,8 +128,18 @@ def _contract(instrument: Instrument, expiry: date, strike: int | None) -> Contr
 def contract_for(
     instrument: Instrument, at: datetime, price: Decimal, config: LedgerConfig
 ) -> Contract:
-    """The contract traded for a signal at ``at`` and ``price``: the current monthly one."""
+    """The contract an entry at ``at`` and ``price`` trades: the current monthly one, or the
+    next when the current one expires within the instrument's roll window.
+
+    Inside the window (``roll_days_before_expiry`` trading days or fewer left, counted by
+    ``trading_days_left`` with the exchange's holidays) the rollover would move the position
+    to the next contract the moment it opened: so the entry is booked there at once.
+    """
     holidays = config.holidays.get(instrument.exchange, frozenset())
-    expiry = current_expiry(instrument, exchange_date(at, config), holidays)
+    on = exchange_date(at, config)
+    expiry = current_expiry(instrument, on, holidays)
+    window = instrument.roll_days_before_expiry
+    if trading_days_left(on, expiry, holidays, window) <= window:
+        expiry = current_expiry(instrument, expiry + timedelta(days=1), holidays)
     strike = atm_strike(price, instrument.strike_step) if instrument.strike_step else None
     return _contract(instrument, expiry, strike)

@@ -14,6 +14,7 @@ from ledger.calendar import (
     rollover_strike,
 )
 from ledger.config import BANK_NIFTY, GOLD_MINI, default_config
+from ledger.domain import Dated
 
 CONFIG = default_config()
 NONE = frozenset()
@@ -43,7 +44,7 @@ def test_expiry_on_a_holiday_moves_to_the_previous_trading_day():
     ("2025-06-10T05:00:00Z", date(2025, 6, 26), 30),
     ("2025-07-10T05:00:00Z", date(2025, 7, 31), 35),  # 35 for expiries 31 Jul - Dec 2025
     ("2025-11-28T05:00:00Z", date(2025, 12, 30), 35),  # Nov expired on the 25th
-    ("2025-11-25T05:00:00Z", date(2025, 11, 25), 35),  # expiry day itself
+    ("2025-11-25T05:00:00Z", date(2025, 12, 30), 35),  # expiry day: inside the roll window
     ("2026-01-10T05:00:00Z", date(2026, 1, 27), 30),  # 30 from Jan 2026
 ])
 def test_bank_nifty_contract_and_lot_size_in_force(at, expiry, lot_size):
@@ -89,9 +90,68 @@ def test_next_contract_is_the_first_expiry_after_the_current_one():
 
 
 def test_configured_lot_size_schedule_is_effective_dated():
-    from ledger.domain import Dated
-
     custom = replace(GOLD_MINI, lot_sizes=(Dated(date(2000, 1, 1), 100),
                                            Dated(date(2026, 3, 1), 50)))
     assert custom.lot_size_for(date(2026, 2, 5)) == 100
     assert custom.lot_size_for(date(2026, 3, 5)) == 50
+
+
+# --- entries inside the roll window trade the next contract ------------------------------
+# The window is counted in trading days after the signal's exchange date up to and including
+# the expiry (0 on the expiry day), skipping weekends and the exchange's configured holidays.
+
+HOLIDAYS = replace(CONFIG, holidays={"NSE": frozenset({date(2025, 12, 25)}),
+                                     "MCX": frozenset({date(2025, 12, 25), date(2026, 1, 1)})})
+
+
+def entry_expiry(instrument, day: str, config=HOLIDAYS) -> date:
+    # 10:00 IST on ``day``
+    return contract_for(instrument, datetime.fromisoformat(f"{day}T04:30:00Z"), D(52049),
+                        config).expiry
+
+
+@pytest.mark.parametrize(("day", "expiry"), [
+    # Dec 2025 expires Tue 30 Dec; 25 Dec is an NSE holiday; the window is 7 trading days.
+    ("2025-12-17", date(2025, 12, 30)),  # 8 left: 18 19 22 23 24 26 29 30
+    ("2025-12-18", date(2026, 1, 27)),  # 7 left: the window's first day
+    ("2025-12-29", date(2026, 1, 27)),  # 1 left
+    ("2025-12-30", date(2026, 1, 27)),  # the expiry day itself
+    ("2025-12-31", date(2026, 1, 27)),  # Dec has expired: Jan is current, 18 left
+])
+def test_bank_nifty_entry_inside_its_roll_window_trades_the_next_contract(day, expiry):
+    assert entry_expiry(BANK_NIFTY, day) == expiry
+
+
+def test_the_roll_window_counts_trading_days_so_holidays_widen_it():
+    # Without the 25 Dec holiday, 18 Dec has 8 trading days left: outside the window.
+    assert entry_expiry(BANK_NIFTY, "2025-12-18", CONFIG) == date(2025, 12, 30)
+    assert entry_expiry(BANK_NIFTY, "2025-12-19", CONFIG) == date(2026, 1, 27)
+    # Its lot size is the next contract's: 30 from Jan 2026 (35 on the Dec contract).
+    c = contract_for(BANK_NIFTY, datetime.fromisoformat("2025-12-18T04:30:00Z"), D(52049),
+                     HOLIDAYS)
+    assert (c.lot_size, c.ce_symbol, c.strike) == (30, "BANKNIFTY27JAN2652000CE", 52000)
+
+
+@pytest.mark.parametrize(("day", "expiry"), [
+    # Jan 2026 expires Mon 5 Jan; 25 Dec and 1 Jan are MCX holidays; the window is 8 days.
+    ("2025-12-19", date(2026, 1, 5)),  # 9 left: 22 23 24 26 29 30 31, 2 Jan, 5 Jan
+    ("2025-12-22", date(2026, 2, 5)),  # 8 left: the window's first day
+    ("2026-01-02", date(2026, 2, 5)),  # 1 left
+    ("2026-01-05", date(2026, 2, 5)),  # the expiry day itself
+])
+def test_gold_mini_entry_inside_its_roll_window_trades_the_next_contract(day, expiry):
+    assert entry_expiry(GOLD_MINI, day) == expiry
+
+
+def test_gold_mini_window_without_holidays():
+    # 22 Dec has 10 trading days left without the holidays, 23 Dec 9, 24 Dec 8.
+    assert entry_expiry(GOLD_MINI, "2025-12-23", CONFIG) == date(2026, 1, 5)
+    assert entry_expiry(GOLD_MINI, "2025-12-24", CONFIG) == date(2026, 2, 5)
+    c = contract_for(GOLD_MINI, datetime.fromisoformat("2026-01-05T04:30:00Z"), D(72000), CONFIG)
+    assert (c.futures_symbol, c.contract_month) == ("GOLDM05FEB26FUT", "2026-02")
+
+
+def test_a_configured_window_of_zero_moves_only_the_expiry_day():
+    none = replace(GOLD_MINI, roll_days_before_expiry=0)
+    assert entry_expiry(none, "2026-01-02", CONFIG) == date(2026, 1, 5)
+    assert entry_expiry(none, "2026-01-05", CONFIG) == date(2026, 2, 5)

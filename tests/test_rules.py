@@ -356,6 +356,25 @@ def test_rollover_moves_the_position_and_realizes_its_pnl(ledger):
     assert books(ledger)["closed_equity"] == "5143500.00"  # + 100 x 7 x 30
 
 
+def test_gold_mini_entry_on_its_contracts_expiry_day_opens_in_the_next_contract(ledger):
+    # 5 Jan 2026 is the Jan contract's expiry: 0 trading days left, inside the 8-day window.
+    d = ledger.decide(Alerts(start="2026-01-05T04:00:00Z").base(72000, 71500, 400,
+                                                                 instrument="GOLD_MINI"))
+    position = ledger.position(d.position_id)
+    assert (position.expiry, position.contract_month, position.futures_symbol) == (
+        "2026-02-05", "2026-02", "GOLDM05FEB26FUT")
+
+
+def test_bank_nifty_entry_inside_its_roll_window_opens_in_the_next_contract(ledger):
+    # 23 Dec 2025: 5 trading days before the 30 Dec expiry (window 7): the Jan contract,
+    # whose lot size is 30, sizes the entry.
+    d = ledger.decide(Alerts(start="2025-12-23T04:00:00Z").base(52000, 51900, 100))
+    position = ledger.position(d.position_id)
+    assert (position.expiry, position.lot_size, position.point_value) == ("2026-01-27", 30,
+                                                                          D(30))
+    assert position.ce_symbol == "BANKNIFTY27JAN2652000CE"
+
+
 # --- exactly once, bad input, history ---------------------------------------------------------
 
 
