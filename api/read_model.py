@@ -31,7 +31,7 @@ POSITION_KEYS = (
     "rollover_count", "strike", "expiry", "pe_symbol", "ce_symbol", "pe_order_id",
     "ce_order_id", "pe_entry_price", "ce_entry_price", "contract_month", "futures_symbol",
     "futures_order_id", "atr", "er", "limiter", "sizing", "exit_timestamp", "exit_price",
-    "exit_reason", "version", "created_at", "updated_at",
+    "exit_reason", "stop_breached_at", "version", "created_at", "updated_at",
 )
 
 SIGNAL_KEYS = (

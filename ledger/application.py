@@ -295,6 +295,8 @@ class Ledger(Application[UUID]):
 
         if outcome.opened is not None:
             touched[outcome.opened.position_id] = Position.open(outcome.opened)
+        for breach in outcome.breached:  # judged before this bar trailed anything
+            position(breach.position_id).breach(signal.fingerprint, breach)
         for change in outcome.trailed:
             assert signal.atr is not None
             position(change.position_id).trail(signal.fingerprint, change, signal.price,

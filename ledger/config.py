@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from ledger.domain.params import Dated, Instrument, PortfolioParams
+from ledger.domain.params import STOP_POLICIES, Dated, Instrument, PortfolioParams
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -154,7 +154,7 @@ _INSTRUMENT_KEYS = {
     "initial_risk_percent", "ongoing_risk_percent", "initial_vol_percent",
     "ongoing_vol_percent", "initial_atr_multiple", "trailing_atr_multiple", "max_pyramids",
     "roll_days_before_expiry", "expiry_weekdays", "expiry_day_of_month", "strike_step",
-    "rollover_strike_step",
+    "rollover_strike_step", "stop_policy",
 }
 _PORTFOLIO_KEYS = set(PortfolioParams.__dataclass_fields__) - {"name"}
 _LIMIT_KEYS = set(Limits.__dataclass_fields__)
@@ -238,6 +238,12 @@ def _instrument(r: _Reader, name: str, table: Any, base: Instrument | None) -> I
                 values[key] = raw
             else:
                 r.problems.append(f"{at}: expected a non-empty string")
+        elif key == "stop_policy":
+            if raw in STOP_POLICIES:
+                values[key] = raw
+            else:
+                r.problems.append(f"{at}: expected {' or '.join(map(repr, STOP_POLICIES))}, "
+                                  f"got {raw!r}")
         elif key == "product":
             if raw in ("synthetic_future", "future"):
                 values[key] = raw
@@ -261,7 +267,7 @@ def _instrument(r: _Reader, name: str, table: Any, base: Instrument | None) -> I
             values[key] = r.decimal(at, raw)
     required = _INSTRUMENT_KEYS - {
         "point_value", "expiry_weekdays", "expiry_day_of_month", "strike_step",
-        "rollover_strike_step",
+        "rollover_strike_step", "stop_policy",
     }
     missing = sorted(k for k in required if k not in values)
     if missing:
@@ -283,6 +289,7 @@ def _instrument(r: _Reader, name: str, table: Any, base: Instrument | None) -> I
         return None
     values.setdefault("strike_step", None)
     values.setdefault("rollover_strike_step", None)
+    values.setdefault("stop_policy", "flag")
     return Instrument(**values)
 
 

@@ -168,6 +168,7 @@ class Projector:
         self._dirty_stats.add(p.name)
 
     @_apply.register(Position.PositionOpened)
+    @_apply.register(Position.StopBreached)
     @_apply.register(Position.StopTrailed)
     @_apply.register(Position.PositionReduced)
     def _position_event(self, event: Any, log_id: int) -> Position:

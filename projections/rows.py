@@ -82,6 +82,7 @@ def position_row(p: Position, book: Portfolio | None, equity: Decimal) -> dict[s
         "exit_timestamp": wire.iso(p.exit_timestamp),
         "exit_price": wire.number(p.exit_price),
         "exit_reason": p.exit_reason,
+        "stop_breached_at": wire.iso(p.stop_breached_at),
         "version": p.version,
         "created_at": wire.iso(p.created_on),
         "updated_at": wire.iso(p.modified_on),

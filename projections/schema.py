@@ -55,7 +55,7 @@ POSITIONS = Table("portfolio_positions", ("position_id",), _cols("""
     rollover_count:int strike:int expiry pe_symbol ce_symbol pe_order_id ce_order_id
     pe_entry_price:num ce_entry_price:num contract_month futures_symbol futures_order_id
     atr:num er:num limiter sizing:json exit_timestamp:ts exit_price:num exit_reason
-    version:int created_at:ts updated_at:ts
+    stop_breached_at:ts version:int created_at:ts updated_at:ts
 """))
 
 PORTFOLIO_STATE = Table("portfolio_state", ("portfolio",), _cols("""

@@ -120,6 +120,7 @@ def _history_line(entry: dict[str, Any]) -> str:
                                           f"stop={s['initial_stop']} limiter={s['limiter']}"),
         Position.StopTrailed: lambda: (f"close={e['close']} stop {e['previous_stop']} -> "
                                        f"{e['current_stop']}"),
+        Position.StopBreached: lambda: f"close={e['close']} <= stop {e['current_stop']}",
         Position.PositionReduced: lambda: (f"-{e['lots_closed']} lots at {e['price']} "
                                            f"pnl={wire.money(e['realized_pnl'])}"),
         Position.Exited: lambda: (f"exit={e['exit_price']} "

@@ -103,3 +103,14 @@ def test_the_documented_example_file_loads(tmp_path):
     assert config.instruments["CRUDE_MINI"].expiry_day_of_month == 19
     assert config.portfolios["swing"].initial_capital == D(2500000)
     assert config.limits.decision_attempts_max == 16
+
+
+def test_stop_policy_is_flag_unless_configured_exit(tmp_path):
+    assert {i.stop_policy for i in load_config(None).instruments.values()} == {"flag"}
+    config = load_config(write(tmp_path, '[instruments.GOLD_MINI]\nstop_policy = "exit"\n'))
+    assert config.instruments["GOLD_MINI"].stop_policy == "exit"
+    assert config.instruments["BANK_NIFTY"].stop_policy == "flag"
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, '[instruments.GOLD_MINI]\nstop_policy = "sell"\n'))
+    assert e.value.problems == [
+        "instruments.GOLD_MINI.stop_policy: expected 'flag' or 'exit', got 'sell'"]

@@ -128,6 +128,25 @@ def test_verify_passes_on_projected_tables_and_names_each_difference(books):
     assert any(d.startswith("trading_statistics[default].trades: stored 7") for d in diffs)
 
 
+def test_a_stop_breach_shows_in_the_position_row_and_survives_a_rebuild(open_ledger):
+    ledger = open_ledger()
+    a = Alerts()
+    base = ledger.decide(a.base(52000, 51900, 100))  # stop 51850
+    ledger.decide(a.mark(52100, 100))
+    runner = ProjectionRunner(ledger)
+    runner.catch_up()
+    assert ProjectionReads(ledger).position(base.position_id)["stop_breached_at"] is None
+    bar = a.mark(51000, 100)
+    ledger.decide(bar)
+    ledger.decide(a.mark(50900, 100))  # breached again: the row keeps the first time
+    runner.catch_up()
+    row = ProjectionReads(ledger).position(base.position_id)
+    assert (row["stop_breached_at"], row["status"]) == (bar["timestamp"], "open")
+    assert verify(ledger) == (lag(ledger).head, [])
+    rebuild(ledger)
+    assert ProjectionReads(ledger).position(base.position_id) == row
+
+
 def test_rebuild_of_every_table_replays_the_whole_log_and_moves_tracking(books):
     ProjectionRunner(books).catch_up()
     execute(books, "UPDATE portfolio_positions SET current_stop = %s", ("1",))

@@ -222,7 +222,9 @@ def test_trailing_stop_follows_highest_close_and_never_falls(ledger):
     assert stops == [D(52250), D(52250), D(52250), D(52550), D(52550)]
     assert ledger.position(base.position_id).highest_close == D(52800)
     types = [e["type"] for e in ledger.position_history(base.position_id)]
-    assert types == ["PositionOpened", "StopTrailed", "StopTrailed", "StopTrailed"]
+    # The last close, 52000, is below the 52550 stop: a breach (flagged, the default).
+    assert types == ["PositionOpened", "StopTrailed", "StopTrailed", "StopTrailed",
+                     "StopBreached"]
 
 
 def test_entry_and_exit_prices_mark_but_do_not_trail(ledger):
@@ -334,6 +336,101 @@ def test_peel_off_is_off_by_default(ledger):
     base = ledger.decide(alerts.base(52000, 51950, 200))
     ledger.decide(alerts.mark(40000, 2000))
     assert ledger.position(base.position_id).lots == base.body["lots"]
+
+
+# --- stop breaches ----------------------------------------------------------------------------
+# A bar whose close is at or below a position's current stop (before this bar trails it) is a
+# breach. `flag` (the default) records it; `exit` records it and closes the position there.
+
+
+def events_of(decision):
+    return [(e["type"], e["stream"].split(":", 1)[0]) for e in decision.body["events"]]
+
+
+def test_a_bar_far_below_the_stop_is_recorded_as_a_breach(ledger):
+    alerts = Alerts()
+    base = open_base(ledger, alerts)  # stop 51850
+    bar = alerts.mark(51000, 100)
+    d = ledger.decide(bar)
+    assert d.accepted and d.body["position_ids"] == [base.position_id]
+    assert events_of(d) == [("MarketMarked", "portfolio"), ("StopBreached", "position"),
+                            ("SignalDecided", "signal")]
+    position = ledger.position(base.position_id)
+    assert (position.status, position.lots, position.current_stop) == ("open", 7, D(51850))
+    assert position.stop_breached_at == datetime.fromisoformat(bar["timestamp"])
+    breach = ledger.position_history(base.position_id)[-1]
+    assert breach["type"] == "StopBreached"
+    assert {k: breach["event"][k] for k in ("fingerprint", "close", "current_stop", "at")} == {
+        "fingerprint": d.body["fingerprint"], "close": D(51000), "current_stop": D(51850),
+        "at": datetime.fromisoformat(bar["timestamp"])}
+    assert breach["signal"]["signal_type"] == "MARKET_DATA"
+    # Still breached on the next bar: recorded again; the position keeps its first breach time.
+    again = ledger.decide(alerts.mark(50900, 100))
+    assert ("StopBreached", "position") in events_of(again)
+    assert ledger.position(base.position_id).stop_breached_at == position.stop_breached_at
+
+
+def test_a_close_at_the_stop_is_a_breach_and_one_above_it_is_not(ledger):
+    alerts = Alerts()
+    base = open_base(ledger, alerts)
+    above = ledger.decide(alerts.mark("51850.05", 100))
+    assert ("StopBreached", "position") not in events_of(above)
+    assert ledger.position(base.position_id).stop_breached_at is None
+    at = ledger.decide(alerts.mark(51850, 100))
+    assert ("StopBreached", "position") in events_of(at)
+
+
+def test_a_breach_is_judged_on_the_stop_before_the_bar_trails_it(ledger):
+    alerts = Alerts()
+    base = open_base(ledger, alerts)  # stop 51850, highest close 52000
+    # Close 51800 breaches 51850; its small ATR still lifts the stop: 52000 - 2.5 x 40 = 51900.
+    d = ledger.decide(alerts.mark(51800, 40))
+    assert events_of(d)[1:3] == [("StopBreached", "position"), ("StopTrailed", "position")]
+    history = ledger.position_history(base.position_id)
+    assert history[-2]["event"]["current_stop"] == D(51850)
+    assert ledger.position(base.position_id).current_stop == D(51900)
+
+
+def test_a_bar_from_before_the_entry_breaches_nothing(ledger):
+    alerts = Alerts()
+    early = alerts.mark(51000, 100)  # stamped before the entry, delivered after it
+    base = open_base(ledger, alerts)
+    d = ledger.decide(early)
+    assert ("StopBreached", "position") not in events_of(d)
+    assert ledger.position(base.position_id).stop_breached_at is None
+
+
+def test_exit_stop_policy_closes_a_breached_position_at_the_bar(open_ledger):
+    ledger = open_ledger(with_instrument("BANK_NIFTY", stop_policy="exit"))
+    alerts = Alerts()
+    base = open_base(ledger, alerts)  # 7 lots at 52000, stop 51850
+    d = ledger.decide(alerts.mark(51000, 100))
+    assert events_of(d) == [("MarketMarked", "portfolio"), ("StopBreached", "position"),
+                            ("Exited", "position"), ("SignalDecided", "signal")]
+    position = ledger.position(base.position_id)
+    assert (position.status, position.exit_reason, position.exit_price) == (
+        "closed", "stop_hit", D(51000))
+    assert position.realized_pnl == D(-245000)  # (51000 - 52000) x 7 x 35
+    summary = books(ledger)
+    assert summary["closed_equity"] == "4755000.00" and summary["open_positions"] == []
+    assert summary["pyramiding_state"]["BANK_NIFTY"]["base_position_id"] is None
+
+
+def test_exit_stop_policy_closes_only_the_positions_breached(open_ledger):
+    ledger = open_ledger(with_instrument("BANK_NIFTY", stop_policy="exit"))
+    alerts = Alerts()
+    base = open_base(ledger, alerts)  # stop 51850
+    pyramid = ledger.decide(alerts.pyramid("Long_2", 52400, 52300, 100))  # stop 52250
+    assert pyramid.accepted
+    d = ledger.decide(alerts.mark(52100, 100))  # the base's highest close rises to 52100
+    assert [(e["type"], e["stream"]) for e in d.body["events"]][1:4] == [
+        ("StopBreached", f"position:{pyramid.position_id}"),
+        ("Exited", f"position:{pyramid.position_id}"),
+        ("StopTrailed", f"position:{base.position_id}")]
+    assert d.body["position_ids"] == [pyramid.position_id, base.position_id]
+    assert ledger.position(pyramid.position_id).exit_reason == "stop_hit"
+    assert ledger.position(base.position_id).status == "open"
+    assert [p["position_id"] for p in books(ledger)["open_positions"]] == [base.position_id]
 
 
 def test_rollover_moves_the_position_and_realizes_its_pnl(ledger):

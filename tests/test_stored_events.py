@@ -29,6 +29,9 @@ from projections.verify import verify
 from tests.alerts import Alerts
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "events_v1.json").read_text())
+# Columns added to the tables since the fixture was written, and what its events give them:
+# nothing in an older log can fill them (its stores recorded no such fact).
+ADDED_COLUMNS = {"portfolio_positions": {"stop_breached_at": None}}
 
 
 def _json(value: Any) -> Any:
@@ -75,7 +78,8 @@ def test_old_events_project_to_the_same_rows(old_store):
     for table, rows in FIXTURE["expected"]["rows"].items():
         got = sorted(_json(list(replay.rows[table].values())),
                      key=lambda r: json.dumps(r, sort_keys=True, default=str))
-        assert got == rows, table
+        added = ADDED_COLUMNS.get(table, {})
+        assert got == [{**row, **added} for row in rows], table
 
 
 def test_new_events_are_written_under_the_stored_topics(old_store):

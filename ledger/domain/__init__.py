@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from eventsourcing.domain import CanMutateAggregate
 
-from ledger.domain.params import Dated, EquityMode, Instrument, PortfolioParams, Product
+from ledger.domain.params import (
+    STOP_POLICIES,
+    Dated,
+    EquityMode,
+    Instrument,
+    PortfolioParams,
+    Product,
+    StopPolicy,
+)
 from ledger.domain.portfolio import Portfolio
 from ledger.domain.position import Position
 from ledger.domain.receipt import SignalRecord
@@ -35,6 +43,7 @@ from ledger.domain.values import (
     Roll,
     Signal,
     SignalType,
+    StopBreach,
     StopChange,
     fingerprint,
     stream_id,
@@ -57,9 +66,9 @@ def event_classes(*aggregates: type) -> tuple[type[CanMutateAggregate], ...]:
 TRADING_EVENTS = event_classes(Portfolio, Position, SignalRecord)
 
 __all__ = [
-    "BASE_LABEL", "ENTRY_TYPES", "EXIT_ALL", "TRADING_EVENTS", "VALUE_TYPES", "Closing",
-    "Contract", "Dated", "EquityMode", "Holding", "Instrument", "Mark", "Opening", "Outcome",
-    "Portfolio", "PortfolioParams", "Position", "Product", "PyramidState", "Reason", "Roll",
-    "Signal", "SignalRecord", "SignalType", "StopChange", "event_classes", "fingerprint",
-    "stream_id", "stream_name",
+    "BASE_LABEL", "ENTRY_TYPES", "EXIT_ALL", "STOP_POLICIES", "TRADING_EVENTS", "VALUE_TYPES",
+    "Closing", "Contract", "Dated", "EquityMode", "Holding", "Instrument", "Mark", "Opening",
+    "Outcome", "Portfolio", "PortfolioParams", "Position", "Product", "PyramidState", "Reason",
+    "Roll", "Signal", "SignalRecord", "SignalType", "StopBreach", "StopChange", "StopPolicy",
+    "event_classes", "fingerprint", "stream_id", "stream_name",
 ]

@@ -13,6 +13,10 @@ from typing import Literal
 
 Product = Literal["synthetic_future", "future"]
 EquityMode = Literal["closed", "open", "blended"]
+# What a bar whose close is at or below a position's stop does: record the breach (``flag``),
+# or record it and close the position at the bar's close (``exit``).
+StopPolicy = Literal["flag", "exit"]
+STOP_POLICIES: tuple[StopPolicy, ...] = ("flag", "exit")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Instrument:
     expiry_day_of_month: int | None = None
     strike_step: int | None = None
     rollover_strike_step: int | None = None
+    stop_policy: StopPolicy = "flag"
 
     def lot_size_for(self, expiry: date) -> int:
         """The lot size in force for a contract expiring on ``expiry``."""

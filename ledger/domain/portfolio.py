@@ -30,12 +30,14 @@ from ledger.domain.values import (
     NO_EQUITY,
     NO_OPEN_POSITIONS,
     ONE_R_GATE,
+    PEEL_OFF,
     POSITION_ALREADY_OPEN,
     POSITION_NOT_OPEN,
     PROFIT_GATE,
     PYRAMID_RISK_CAP,
     PYRAMID_VOLATILITY_CAP,
     RISK_CAP,
+    STOP_HIT,
     VOLATILITY_CAP,
     ZERO_LOTS,
     Closing,
@@ -49,6 +51,7 @@ from ledger.domain.values import (
     Roll,
     Signal,
     SignalType,
+    StopBreach,
     StopChange,
     stream_id,
     topic,
@@ -345,9 +348,18 @@ class Portfolio(Aggregate):
         assert signal.atr is not None
         trailed: list[StopChange] = []
         trailed_stops: dict[str, Decimal] = {}
+        breached: list[StopBreach] = []
+        stopped: list[Closing] = []
         for h in self.holdings_of(instrument.name):
             if h.entry_timestamp > signal.timestamp:
                 continue  # a bar from before the entry says nothing about this position
+            if signal.price <= h.current_stop:  # judged on the stop before this bar trails it
+                breached.append(StopBreach(h.position_id, signal.price, h.current_stop,
+                                           signal.timestamp))
+                if instrument.stop_policy == "exit":
+                    stopped.append(Closing(h.position_id, h.lots, signal.price,
+                                           h.pnl_at(signal.price), STOP_HIT))
+                    continue  # closed on this bar: nothing to trail or peel off
             highest, stop = sizing.trail(h.highest_close, h.current_stop, signal.price,
                                          signal.atr, instrument.trailing_atr_multiple)
             trailed_stops[h.position_id] = stop
@@ -357,9 +369,12 @@ class Portfolio(Aggregate):
         equity = self.equity(params.equity_mode, marks)
         if params.peel_off and equity > 0:
             reductions = self._peel_off(instrument, trailed_stops, marks, equity)
-        return Outcome(True, equity, trailed=tuple(trailed), closed=tuple(reductions),
+        closed = stopped + reductions
+        return Outcome(True, equity, trailed=tuple(trailed), closed=tuple(closed),
+                       breached=tuple(breached),
                        position_ids=tuple(dict.fromkeys(
-                           [t.position_id for t in trailed] + [r.position_id for r in reductions])))
+                           [b.position_id for b in breached] + [t.position_id for t in trailed]
+                           + [c.position_id for c in closed])))
 
     def _peel_off(self, instrument: Instrument, stops: dict[str, Decimal],
                   marks: dict[str, Mark], equity: Decimal) -> list[Closing]:
@@ -382,7 +397,7 @@ class Portfolio(Aggregate):
             if shed:
                 shed = min(shed, h.lots)
                 reductions.append(Closing(h.position_id, shed, price, h.pnl_at(price, shed),
-                                          "peel_off"))
+                                          PEEL_OFF))
         return reductions
 
     def roll(self, roll: Roll) -> None:

@@ -14,7 +14,16 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from ledger.domain.values import Closing, Contract, Opening, Roll, StopChange, stream_id, topic
+from ledger.domain.values import (
+    Closing,
+    Contract,
+    Opening,
+    Roll,
+    StopBreach,
+    StopChange,
+    stream_id,
+    topic,
+)
 
 _OPENING_FIELDS = tuple(f.name for f in fields(Opening))
 _ROLL_FIELDS = tuple(f.name for f in fields(Roll))
@@ -24,6 +33,11 @@ class Position(Aggregate):
     """One position from entry to exit: the audit trail of a trade."""
 
     TOPIC = topic("Position")
+
+    # When a bar first closed at or below the stop (StopBreached); None until one does. A
+    # class default, not set by PositionOpened: the state of a position never breached reads
+    # exactly as it did before breaches were recorded.
+    stop_breached_at = None
 
     class Created(Aggregate.Created):  # the library's base of the first event; never stored
         TOPIC = topic("Position.Created")
@@ -110,6 +124,13 @@ class Position(Aggregate):
                            highest_close=change.highest_close, current_stop=change.current_stop,
                            previous_stop=self.current_stop, at=at)
 
+    def breach(self, fingerprint: str, breach: StopBreach) -> None:
+        """Record that a bar closed at or below the stop (whatever the policy does next)."""
+        assert self.is_open, f"{self.position_id} is closed"
+        assert breach.position_id == self.position_id and breach.close <= self.current_stop
+        self._stop_breached(fingerprint=fingerprint, close=breach.close,
+                            current_stop=breach.current_stop, at=breach.at)
+
     def close(self, fingerprint: str, closing: Closing, at: datetime) -> None:
         """Close some lots (peel-off) or all of them (exit)."""
         assert self.is_open, f"{self.position_id} is closed"
@@ -150,6 +171,12 @@ class Position(Aggregate):
                       at: datetime) -> None:
         self.highest_close = highest_close
         self.current_stop = current_stop
+
+    @event("StopBreached", topic=topic("Position.StopBreached"))
+    def _stop_breached(self, fingerprint: str, close: Decimal, current_stop: Decimal,
+                       at: datetime) -> None:
+        first = self.stop_breached_at
+        self.stop_breached_at = at if first is None else min(first, at)
 
     @event("PositionReduced", topic=topic("Position.PositionReduced"))
     def _position_reduced(self, fingerprint: str, lots_closed: int, lots_remaining: int,

@@ -161,6 +161,16 @@ class StopChange:
 
 
 @dataclass(frozen=True)
+class StopBreach:
+    """A bar closed at or below a position's stop (the stop before this bar trailed it)."""
+
+    position_id: str
+    close: Decimal
+    current_stop: Decimal
+    at: datetime  # the bar's signal time
+
+
+@dataclass(frozen=True)
 class Closing:
     """Lots closed at a price, and the P&L realized into closed equity."""
 
@@ -194,6 +204,10 @@ PYRAMID_RISK_CAP = "pyramid_risk_cap"
 PYRAMID_VOLATILITY_CAP = "pyramid_volatility_cap"
 POSITION_NOT_OPEN = "position_not_open"
 NO_OPEN_POSITIONS = "no_open_positions"
+
+# Closing reasons the ledger gives itself (an EXIT's own reason is the alert's).
+PEEL_OFF = "peel_off"
+STOP_HIT = "stop_hit"  # closed by its instrument's `exit` stop policy
 
 
 @dataclass(frozen=True)
@@ -285,6 +299,7 @@ class Outcome:
     opened: Opening | None = None
     trailed: tuple[StopChange, ...] = ()
     closed: tuple[Closing, ...] = ()
+    breached: tuple[StopBreach, ...] = ()
     position_ids: tuple[str, ...] = ()
 
 
