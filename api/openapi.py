@@ -113,8 +113,11 @@ PORTFOLIO = {
         "total_vol_percent": NULLABLE_STRING, "margin_used": MONEY, "margin_available": MONEY,
         "pyramiding_state": {"type": "object", "additionalProperties": {"type": "object"}},
         "open_positions": {"type": "array", "items": {"type": "object"}},
-        "as_of": {"type": "string", "description": "present when asked `as_of`: the books "
-                                                   "replayed up to this time (UTC)"},
+        "as_of": {"type": "string", "description": "present when asked `as_of`: the bar time "
+                                                   "the books are as of (UTC)"},
+        "known_at": {"type": "string", "description": "present when asked `known_at`: the "
+                                                      "recording time the books were known "
+                                                      "at (UTC)"},
     },
 }
 
@@ -233,10 +236,17 @@ POSITION_ID_PARAM = {"name": "position_id", "in": "path", "required": True,
                      "schema": {"type": "string"},
                      "example": "default:BANK_NIFTY:Long_1:1"}
 AS_OF_PARAM = {"name": "as_of", "in": "query", "required": False,
-               "description": "the books as they stood then, replayed from the log; a time "
-                              "zone is required",
+               "description": "the books as of this bar time: every decision whose signal "
+                              "time is at or before it, in log order, replayed from the log; "
+                              "a time zone is required",
                "schema": {"type": "string", "format": "date-time"},
                "example": "2025-11-28T10:30:00Z"}
+KNOWN_AT_PARAM = {"name": "known_at", "in": "query", "required": False,
+                  "description": "what the ledger knew at this time (recording time, for "
+                                 "audit): every decision recorded at or before it, replayed "
+                                 "from the log; a time zone is required",
+                  "schema": {"type": "string", "format": "date-time"},
+                  "example": "2025-11-28T10:31:00Z"}
 FINGERPRINT_PARAM = {"name": "fingerprint", "in": "path", "required": True,
                      "description": "a decision's `fingerprint`",
                      "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}
@@ -347,10 +357,10 @@ def document(*, list_limit_max: int, list_limit_default: int,
         "paths": {
             "/webhook": _webhook(False),
             "/webhook/{portfolio}": _webhook(True),
-            "/portfolio": _read("The books of a portfolio (default: `default`), now or "
-                                "`as_of` a time", "portfolio",
-                                "#/components/schemas/Portfolio",
-                                [PORTFOLIO_PARAM, AS_OF_PARAM],
+            "/portfolio": _read("The books of a portfolio (default: `default`), now, "
+                                "`as_of` a bar time or `known_at` a recording time",
+                                "portfolio", "#/components/schemas/Portfolio",
+                                [PORTFOLIO_PARAM, AS_OF_PARAM, KNOWN_AT_PARAM],
                                 not_found="Unknown portfolio"),
             "/positions": _read("Positions, most recently opened first", "positions",
                                 "#/components/schemas/PositionList", positions_params),

@@ -1,7 +1,7 @@
 """The books over HTTP: GET /portfolio, /positions, /positions/{id}, /positions/{id}/history,
 /signals, /signals/{fingerprint}/trail. Bearer ``LEDGER_API_TOKEN`` when one is set; answered
-by the ``ReadModel``, except the audit reads (a signal's trail, the books ``as_of`` a time),
-which are always computed from the event log itself.
+by the ``ReadModel``, except the audit reads (a signal's trail, the books ``as_of`` a bar time
+or ``known_at`` a recording time), which are always computed from the event log itself.
 
 Read-your-writes: every webhook answer carries the ``log_position`` of its events; a read
 given ``?after=N`` waits (at most ``projection_wait_ms_max``, and within the request's time)
@@ -127,13 +127,15 @@ class Queries:
     async def portfolio(self, request: Request) -> Response:
         problems: list[Problem] = []
         name = self._portfolio_param(request, problems) or "default"
-        as_of = request.query_params.get("as_of")
-        at = None if as_of is None else parse_instant(as_of, "as_of", problems)
-        if at is None:
+        times = {}
+        for key in ("as_of", "known_at"):
+            raw = request.query_params.get(key)
+            times[key] = None if raw is None else parse_instant(raw, key, problems)
+        if times["as_of"] is None and times["known_at"] is None:
             return await self._answer(request, problems, partial(self.rt.reads.portfolio, name))
         # The past is in the log only: read models hold the present.
         return await self._answer(request, problems,
-                                  partial(self.rt.ledger.portfolio_as_of, name, at))
+                                  partial(self.rt.ledger.portfolio_view, name, **times))
 
     async def positions(self, request: Request) -> Response:
         problems: list[Problem] = []

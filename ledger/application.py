@@ -44,11 +44,13 @@ from ledger.domain import (
     Portfolio,
     PortfolioParams,
     Position,
+    PyramidState,
     Signal,
     SignalRecord,
     stream_id,
     stream_name,
 )
+from ledger.domain.portfolio import signal_time
 from ledger.presenters import decision_body, event_type, facts, summarize
 from ledger.signals import InvalidSignal, Problem, parse_signal
 from ledger.storage import StoreSettings, store_settings
@@ -514,16 +516,32 @@ class Ledger(Application[UUID]):
         """Equity, closed equity, open risk/vol, margin and open positions (JSON-ready)."""
         return summarize(self.portfolio(name), self.config.portfolio(name))
 
-    def portfolio_as_of(self, name: str, at: datetime) -> dict[str, Any]:
-        """The books as they stood at ``at``: ``portfolio_summary``'s keys plus ``as_of``.
+    def portfolio_known_at(self, name: str, at: datetime) -> dict[str, Any]:
+        """What the ledger knew at ``at`` (recording time, for audit): the portfolio stream
+        replayed up to the last event recorded at or before ``at`` (an event's time is when
+        its decision was made, just before it committed). ``portfolio_view``'s answer."""
+        return self.portfolio_view(name, known_at=at)
 
-        Replays the portfolio stream up to the last event recorded at or before ``at`` (an
-        event's time is when its decision was made, just before it committed). Before the
-        first decision: the empty portfolio at its initial capital, version 0. Raises
-        UnknownPortfolio, and ValueError for a naive ``at`` (whose 10:30?).
+    def portfolio_as_of(self, name: str, at: datetime) -> dict[str, Any]:
+        """The books as of bar time ``at``: every decision whose signal is at or before
+        ``at``, in log order, whenever it was recorded. ``portfolio_view``'s answer."""
+        return self.portfolio_view(name, as_of=at)
+
+    def portfolio_view(self, name: str, *, as_of: datetime | None = None,
+                       known_at: datetime | None = None) -> dict[str, Any]:
+        """The books of ``name`` as of bar time ``as_of`` and as known at ``known_at``
+        (either or both): ``portfolio_summary``'s keys plus ``as_of`` / ``known_at`` (UTC).
+
+        ``known_at`` cuts the stream at the last event recorded at or before it. ``as_of``
+        folds the portfolio's events in log order, skipping each whose signal time (its
+        mark's; a roll's ``at``) is after it: late alerts count at their bar's time, and a
+        decision recorded just now about an old bar is in the old bar's books. ``version`` is
+        the stream version of the last event included (0 before the first decision). Raises
+        UnknownPortfolio, and ValueError for a naive time (whose 10:30?).
         """
-        if at.tzinfo is None or at.utcoffset() is None:
-            raise ValueError(f"as-of time {at.isoformat()} must carry a time zone")
+        for label, at in (("as-of", as_of), ("known-at", known_at)):
+            if at is not None and (at.tzinfo is None or at.utcoffset() is None):
+                raise ValueError(f"{label} time {at.isoformat()} must carry a time zone")
         params = self.config.portfolio(name)
         events = iter(self.events.get(Portfolio.create_id(name)))
         opened = next(events, None)
@@ -537,14 +555,45 @@ class Ledger(Application[UUID]):
             assert isinstance(opened, CanMutateAggregate)
             state = opened.mutate(None)
             version = 0
-            if opened.timestamp <= at:
+            if known_at is None or opened.timestamp <= known_at:
                 version = 1
                 for e in events:
-                    if e.timestamp > at:  # a stream's events are recorded in version order
-                        break
-                    assert isinstance(e, CanMutateAggregate)
-                    state = e.mutate(state)
+                    if known_at is not None and e.timestamp > known_at:
+                        break  # a stream's events are recorded in version order
+                    if as_of is None:
+                        assert isinstance(e, CanMutateAggregate)
+                        state = e.mutate(state)
+                    elif not _fold_at_bar_time(state, e, as_of):
+                        continue
                     version = e.originator_version
         assert isinstance(state, Portfolio)
-        return {**summarize(state, params), "version": version,
-                "as_of": wire.iso(at.astimezone(UTC))}
+        view = {**summarize(state, params), "version": version}
+        if as_of is not None:
+            view["as_of"] = wire.iso(as_of.astimezone(UTC))
+        if known_at is not None:
+            view["known_at"] = wire.iso(known_at.astimezone(UTC))
+        return view
+
+
+def _fold_at_bar_time(state: Portfolio, event: Any, as_of: datetime) -> bool:
+    """Apply ``event`` to a bar-time view unless its signal is after ``as_of``; whether it
+    was applied.
+
+    The view skips events, so the library's ``mutate`` (which insists on the next version)
+    cannot fold it: the event's fact is applied directly. Two facts can name what a skipped
+    event would have brought: a pyramid whose signal is older than its base's (an alert that
+    arrived late) finds no pyramiding state, and starts one without a base; a roll timed
+    before its position's entry rolls nothing the view holds, and is skipped.
+    """
+    at = signal_time(event)
+    if at is not None and at > as_of:
+        return False
+    if isinstance(event, Portfolio.PositionRolled) and (
+            event.roll.position_id not in state.holdings):
+        return False
+    if isinstance(event, Portfolio.EntryAccepted) and not event.holding.is_base:
+        state.pyramiding.setdefault(event.holding.instrument, PyramidState(None, None, 0))
+    event.apply(state)
+    state.version = event.originator_version
+    state.modified_on = event.timestamp
+    return True

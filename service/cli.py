@@ -162,15 +162,18 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_portfolio(args: argparse.Namespace) -> int:
     problems: list[Problem] = []
-    at = None if args.as_of is None else parse_instant(args.as_of, "--as-of", problems)
+    as_of = None if args.as_of is None else parse_instant(args.as_of, "--as-of", problems)
+    known_at = (None if args.known_at is None
+                else parse_instant(args.known_at, "--known-at", problems))
     if problems:
         for p in problems:
             _err(f"{p.field}: {p.message}")
         return EXIT_INVALID
     ledger = _open_ledger(args)
     try:
-        summary = (ledger.portfolio_summary(args.portfolio) if at is None
-                   else ledger.portfolio_as_of(args.portfolio, at))
+        summary = (ledger.portfolio_summary(args.portfolio)
+                   if as_of is None and known_at is None
+                   else ledger.portfolio_view(args.portfolio, as_of=as_of, known_at=known_at))
     except UnknownPortfolio:
         _err(f"unknown portfolio {args.portfolio!r}")
         return EXIT_NOT_FOUND
@@ -316,8 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     portfolio = commands.add_parser("portfolio", help="the books, replayed from the store")
     portfolio.add_argument("--portfolio", default="default")
     portfolio.add_argument("--as-of", default=None, metavar="TIME",
-                           help="the books as they stood then, e.g. 2025-11-28T10:30:00Z "
-                                "(a time zone is required)")
+                           help="the books as of bar time TIME: every decision whose signal "
+                                "time is at or before it, e.g. 2025-11-28T10:30:00Z (a time "
+                                "zone is required)")
+    portfolio.add_argument("--known-at", default=None, metavar="TIME",
+                           help="what the ledger knew at TIME (recording time, for audit): "
+                                "every decision recorded at or before it; with --as-of, both")
     portfolio.add_argument("--json", action="store_true")
 
     project = commands.add_parser(

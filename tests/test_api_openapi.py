@@ -102,8 +102,8 @@ def test_the_document_is_served_and_names_every_route(served):
 
 
 def test_audit_answers_about_real_signals_keep_the_contract(served):
-    # Fuzzing finds no decided fingerprint and no interesting as-of time by chance: ask about
-    # the fixture's own signals, positions and decision times, and check each answer.
+    # Fuzzing finds no decided fingerprint and no interesting time by chance: ask about the
+    # fixture's own signals, positions, signal times and decision times, and check each answer.
     server, ledger = served
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -116,7 +116,10 @@ def test_audit_answers_about_real_signals_keep_the_contract(served):
         for entry in ledger.position_history(position_id):
             fingerprint = entry["signal"]["fingerprint"]
             cases.append(trail.Case(path_parameters={"fingerprint": fingerprint}))
-            cases.append(portfolio.Case(query={"as_of": entry["recorded_at"]}))
+            cases.append(portfolio.Case(query={"known_at": entry["recorded_at"]}))
+            cases.append(portfolio.Case(query={"as_of": entry["signal"]["signal_timestamp"]}))
+            cases.append(portfolio.Case(query={"as_of": entry["signal"]["signal_timestamp"],
+                                               "known_at": entry["recorded_at"]}))
     for case in cases:
         response = case.call(base_url=server.url, headers=headers, timeout=10)
         assert response.status_code == 200, (case.path, response.text)

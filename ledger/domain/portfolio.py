@@ -11,6 +11,7 @@ Methods decorated with ``@event`` only apply facts (they run again on every repl
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -468,3 +469,14 @@ class Portfolio(Aggregate):
         self.holdings[roll.position_id] = replace(
             holding, entry_price=roll.open_price, point_value=roll.point_value,
             margin_per_lot=roll.margin_per_lot)
+
+
+def signal_time(event: object) -> datetime | None:
+    """When, in bar time, a portfolio event happened: the time of the signal it decided (its
+    mark's), or a roll's own time; None for PortfolioOpened, which decides nothing."""
+    if isinstance(event, Portfolio.PositionRolled):
+        return event.roll.at
+    if isinstance(event, (Portfolio.EntryAccepted, Portfolio.ExitAccepted,
+                          Portfolio.MarketMarked, Portfolio.SignalRejected)):
+        return event.mark.timestamp
+    return None
