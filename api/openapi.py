@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.read_model import POSITION_KEYS, POSITION_STATUSES, SIGNAL_KEYS
+from api.read_model import POSITION_KEYS, POSITION_STATUSES, SIGNAL_KEYS, STATISTICS_KEYS
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
 MONEY = {"type": "string", "nullable": True, "description": "rupees, 2 decimals, exact"}
@@ -144,6 +144,30 @@ SIGNAL = {
         "processing_status": {"type": "string", "enum": ["accepted", "rejected"]},
         "deliveries": {"type": "integer", "minimum": 1},
         "decision": {"$ref": "#/components/schemas/Decision"},
+    },
+}
+
+COUNT = {"type": "integer", "minimum": 0}
+STATISTICS = {
+    "type": "object",
+    "description": "A row of trading_statistics: one per portfolio that has decided anything. "
+                   "Trades are closed positions (P&L including rollovers); drawdown is of "
+                   "closed equity.",
+    "required": list(STATISTICS_KEYS),
+    "properties": {
+        **{key: {"nullable": True} for key in STATISTICS_KEYS},
+        "portfolio": {"type": "string"},
+        **{key: COUNT for key in ("trades", "winning_trades", "losing_trades", "rollovers",
+                                  "signals_decided", "signals_accepted", "signals_rejected",
+                                  "duplicate_deliveries")},
+        **{key: MONEY for key in ("gross_profit", "gross_loss", "net_pnl", "largest_win",
+                                  "largest_loss", "peak_closed_equity", "max_drawdown")},
+        "win_rate": {"type": "string", "nullable": True,
+                     "description": "% of trades won, 4 decimals; null before any trade"},
+        "profit_factor": {"type": "string", "nullable": True,
+                          "description": "gross profit / gross loss; null without a loss"},
+        "max_drawdown_percent": {"type": "string", "description": "% of the peak"},
+        "updated_at": NULLABLE_STRING,
     },
 }
 
@@ -379,6 +403,10 @@ def document(*, list_limit_max: int, list_limit_default: int,
                 "A signal's deliveries, its decision and the events it appended",
                 "signalTrail", "#/components/schemas/Trail", [FINGERPRINT_PARAM],
                 not_found="No signal with this fingerprint was decided"),
+            "/statistics": _read("Trading statistics per portfolio (the trading_statistics "
+                                 "table) and the log position the tables are at",
+                                 "statistics", "#/components/schemas/StatisticsList",
+                                 [PORTFOLIO_PARAM], not_found="Unknown portfolio"),
             "/health": {"get": {"summary": "The process is alive, and who leads",
                                 "operationId": "health",
                                 "responses": {"200": {"description": "alive", "content": {
@@ -433,6 +461,14 @@ def document(*, list_limit_max: int, list_limit_default: int,
                 "SignalList": {"type": "object", "required": ["signals"], "properties": {
                     "signals": {"type": "array",
                                 "items": {"$ref": "#/components/schemas/Signal"}}}},
+                "Statistics": STATISTICS,
+                "StatisticsList": {
+                    "type": "object", "required": ["log_position", "statistics"],
+                    "properties": {
+                        "log_position": {"type": "integer", "minimum": 0,
+                                         "description": "the log position the figures are at"},
+                        "statistics": {"type": "array",
+                                       "items": {"$ref": "#/components/schemas/Statistics"}}}},
             },
         },
     }

@@ -1,7 +1,8 @@
 """The books over HTTP: GET /portfolio, /positions, /positions/{id}, /positions/{id}/history,
-/signals, /signals/{fingerprint}/trail. Bearer ``LEDGER_API_TOKEN`` when one is set; answered
-by the ``ReadModel``, except the audit reads (a signal's trail, the books ``as_of`` a bar time
-or ``known_at`` a recording time), which are always computed from the event log itself.
+/signals, /signals/{fingerprint}/trail, /statistics. Bearer ``LEDGER_API_TOKEN`` when one is
+set; answered by the ``ReadModel``, except the audit reads (a signal's trail, the books
+``as_of`` a bar time or ``known_at`` a recording time), which are always computed from the
+event log itself.
 
 Read-your-writes: every webhook answer carries the ``log_position`` of its events; a read
 given ``?after=N`` waits (at most ``projection_wait_ms_max``, and within the request's time)
@@ -188,6 +189,12 @@ class Queries:
             return {"signals": self.rt.reads.signals(portfolio=portfolio, limit=limit)}
 
         return await self._answer(request, problems, read)
+
+    async def statistics(self, request: Request) -> Response:
+        problems: list[Problem] = []
+        portfolio = self._portfolio_param(request, problems)
+        return await self._answer(request, problems,
+                                  partial(self.rt.reads.statistics, portfolio=portfolio))
 
     async def signal_trail(self, request: Request) -> Response:
         fingerprint = request.path_params["fingerprint"]

@@ -10,6 +10,8 @@ Row shapes (JSON-ready: money and prices as strings, times ISO 8601 UTC):
   portfolio, label, exit and sizing facts.
 - signal: ``SIGNAL_KEYS``, the ``signal_log`` columns: one row per distinct signal, with
   ``processing_status`` = the decision (accepted/rejected) and ``deliveries`` counting retries.
+- statistics: ``{"log_position", "statistics": [rows]}``, each row ``STATISTICS_KEYS``, the
+  ``trading_statistics`` columns: one row per portfolio that has decided anything.
 
 Lists are newest first: positions by when they were opened, signals by when decided.
 """
@@ -43,6 +45,14 @@ SIGNAL_KEYS = (
 )
 
 
+STATISTICS_KEYS = (
+    "portfolio", "trades", "winning_trades", "losing_trades", "win_rate", "gross_profit",
+    "gross_loss", "net_pnl", "largest_win", "largest_loss", "profit_factor", "rollovers",
+    "signals_decided", "signals_accepted", "signals_rejected", "duplicate_deliveries",
+    "peak_closed_equity", "max_drawdown", "max_drawdown_percent", "updated_at",
+)
+
+
 class ReadModel(Protocol):
     def portfolio(self, name: str) -> dict[str, Any]:
         """Keys as ``ledger portfolio --json``; raises UnknownPortfolio."""
@@ -63,4 +73,10 @@ class ReadModel(Protocol):
 
     def signals(self, *, portfolio: str | None, limit: int) -> list[dict[str, Any]]:
         """Signal rows, most recently decided first, at most ``limit``."""
+        ...
+
+    def statistics(self, *, portfolio: str | None) -> dict[str, Any]:
+        """``{"log_position", "statistics"}``: the rows of every portfolio with activity (or
+        of ``portfolio``), by name; raises UnknownPortfolio for one neither configured nor
+        in the log."""
         ...

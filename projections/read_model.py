@@ -7,10 +7,12 @@ A position's history is an audit question: it is replayed from the position's st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ledger.application import Ledger, UnknownPortfolio, UnknownPosition
-from projections.schema import PORTFOLIO_STATE, POSITIONS, PYRAMIDING, SIGNALS
+from projections.projector import Projector, chunks
+from projections.schema import PORTFOLIO_STATE, POSITIONS, PYRAMIDING, SIGNALS, STATISTICS
 from projections.tables import TableStore
 
 # portfolio_summary's open_positions entries, from portfolio_positions columns.
@@ -96,6 +98,45 @@ class ProjectionReads:
         with self.ledger.transaction(read_only=True) as cursor:
             return self.tables.read(cursor, SIGNALS, f"{clause}ORDER BY id DESC "
                                     f"LIMIT {int(limit)}", params)
+
+    def statistics(self, *, portfolio: str | None) -> dict[str, Any]:
+        """``trading_statistics`` rows (one per portfolio with any activity, by name) and the
+        log position the tables are at."""
+        clause, params = ((f"WHERE portfolio = {self.tables.p} ", (portfolio,)) if portfolio
+                          else ("", ()))
+        with self.ledger.transaction(snapshot=True, read_only=True) as cursor:
+            self.tables.lock_for_reading(cursor, (STATISTICS.name,))
+            position = self.tables.tracked(cursor)
+            found = self.tables.read(cursor, STATISTICS, f"{clause}ORDER BY portfolio", params)
+        return _statistics(self.ledger, portfolio, position, found)
+
+
+def _statistics(ledger: Ledger, portfolio: str | None, position: int,
+                found: list[dict[str, Any]]) -> dict[str, Any]:
+    """The statistics answer; a portfolio neither configured nor in the log is unknown (one
+    configured but not used yet has no row: an empty list)."""
+    if portfolio is not None and not found and ledger.config.portfolio(portfolio) is None:
+        raise UnknownPortfolio(portfolio)
+    return {"log_position": position, "statistics": found}
+
+
+def statistics_from_log(ledger: Ledger, *, portfolio: str | None = None,
+                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """What ``ProjectionReads.statistics`` answers, computed from the whole log by the
+    projector the tables come from (no runner, no projection tables needed): the same rows
+    the tables hold once they reach the same log position. ``progress(position, head)``
+    after each batch."""
+    head = ledger.recorder.max_notification_id() or 0
+    projector = Projector(ledger)
+    batch = ledger.config.limits.projection_rebuild_batch_events
+    for notifications in chunks(ledger, 0, batch, stop=head):
+        projector.apply_all(notifications)
+        projector.flush()  # only the statistics are kept; flushing frees closed positions
+        if progress is not None:
+            progress(projector.position, head)
+    found = [stats.row() for name, stats in sorted(projector.stats.items())
+             if portfolio is None or name == portfolio]
+    return _statistics(ledger, portfolio, projector.position, found)
 
 
 def with_projection_rows(ledger: Ledger, trail: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ledger.application import (
     UnknownPosition,
     UnknownSignal,
 )
-from ledger.config import ConfigError, load_config
+from ledger.config import ConfigError, is_portfolio_name, load_config
 from ledger.domain import Position
 from ledger.signals import InvalidSignal, Problem, is_fingerprint, parse_instant
 from ledger.storage import StoreUrlError
@@ -190,6 +190,34 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    # From the log, not the tables: like `portfolio` and `history`, the command answers
+    # without a projection runner or migrated tables, and its figures are the ledger's own
+    # (the same rows the tables hold once they reach the same log position).
+    from projections.read_model import statistics_from_log
+
+    if args.portfolio is not None and not is_portfolio_name(args.portfolio):
+        _err("--portfolio: a portfolio name is 1-32 of a-z, 0-9, '_' or '-'")
+        return EXIT_INVALID
+    ledger = _open_ledger(args)
+    try:
+        answer = statistics_from_log(ledger, portfolio=args.portfolio)
+    except UnknownPortfolio:
+        _err(f"unknown portfolio {args.portfolio!r}")
+        return EXIT_NOT_FOUND
+    if args.json:
+        _out(answer, pretty=True)
+        return EXIT_OK
+    print(f"statistics from the log at position {answer['log_position']}")
+    if not answer["statistics"]:
+        print("nothing decided yet")
+    for row in answer["statistics"]:
+        print()
+        for key, value in row.items():
+            print(f"{key:<22} {'-' if value is None else value}")
+    return EXIT_OK
+
+
 def cmd_project(args: argparse.Namespace) -> int:
     import signal
 
@@ -337,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("names", nargs="*", metavar="NAME",
                          help="tables to rebuild (default: all)")
 
+    stats = commands.add_parser("stats", help="trading statistics per portfolio, from the log")
+    stats.add_argument("--portfolio", default=None, help="one portfolio (default: every one)")
+    stats.add_argument("--json", action="store_true")
+
     commands.add_parser("verify", help="replay the log and compare every projection table")
     trail = commands.add_parser("trail", help="a signal's deliveries, decision and events")
     trail.add_argument("fingerprint", help="the decision's fingerprint (64 hex digits)")
@@ -360,6 +392,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "signal": cmd_signal,
     "history": cmd_history,
     "portfolio": cmd_portfolio,
+    "stats": cmd_stats,
     "project": cmd_project,
     "rebuild-projections": cmd_rebuild,
     "verify": cmd_verify,

@@ -18,6 +18,7 @@ from ledger.application import Ledger, UnknownPortfolio
 from ledger.domain import Portfolio, Position, SignalRecord
 from ledger.presenters import equity_mode
 from projections import rows
+from projections.read_model import statistics_from_log
 
 _POSITION_OPENED = get_topic(Position.PositionOpened)
 _SIGNAL_DECIDED = get_topic(SignalRecord.SignalDecided)
@@ -77,6 +78,9 @@ class EventStoreReads:
             if len(rows) >= limit:
                 break
         return rows
+
+    def statistics(self, *, portfolio: str | None) -> dict[str, Any]:
+        return statistics_from_log(self.ledger, portfolio=portfolio)
 
     def signals(self, *, portfolio: str | None, limit: int) -> list[dict[str, Any]]:
         rows = []

@@ -45,7 +45,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
             yield server, ledger
 
 
-READ_PATHS = ("/portfolio", "/positions", "/signals")
+READ_PATHS = ("/portfolio", "/positions", "/signals", "/statistics")
 TAKES_NO_INPUT = ("/health", "/ready", "/ready/webhook", "/metrics")
 # The answer conforms to the document. (Not "schema-valid alerts are accepted": an alert's
 # cross-field rules, such as a stop below the price, are the ledger's, answered 422.)
@@ -64,8 +64,8 @@ def test_every_operation_keeps_its_documented_contract(served, mode):
     assert {o.path for o in operations} == {
         "/webhook", "/webhook/{portfolio}", "/portfolio", "/positions",
         "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
-        "/signals/{fingerprint}/trail", "/health", "/ready", "/ready/webhook", "/metrics",
-        "/instances"}
+        "/signals/{fingerprint}/trail", "/statistics", "/health", "/ready", "/ready/webhook",
+        "/metrics", "/instances"}
 
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and operation.path in TAKES_NO_INPUT:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from api.read_model import POSITION_KEYS, SIGNAL_KEYS, ReadModel
+from api.read_model import POSITION_KEYS, SIGNAL_KEYS, STATISTICS_KEYS, ReadModel
 from ledger.application import Ledger, UnknownPortfolio, UnknownPosition
 from tests.alerts import Alerts
 from tests.api_client import TOKEN, service
@@ -88,6 +88,20 @@ def check_read_model(reads: ReadModel) -> None:
     assert [s["portfolio"] for s in reads.signals(portfolio="alpha", limit=100)] == ["alpha"]
     assert len(reads.signals(portfolio=None, limit=2)) == 2
 
+    stats = reads.statistics(portfolio=None)
+    assert stats["log_position"] > 0
+    assert [s["portfolio"] for s in stats["statistics"]] == ["alpha", "default"]
+    assert all(tuple(s) == STATISTICS_KEYS for s in stats["statistics"])
+    (default,) = reads.statistics(portfolio="default")["statistics"]
+    # One closed trade (the pyramid: 300 points x 3 lots x 35), five signals, one resent.
+    assert (default["trades"], default["winning_trades"], default["losing_trades"]) == (1, 1, 0)
+    assert (default["net_pnl"], default["win_rate"], default["profit_factor"]) == (
+        "31500.00", "100.0000", None)
+    assert (default["signals_decided"], default["signals_accepted"],
+            default["signals_rejected"], default["duplicate_deliveries"]) == (5, 4, 1, 1)
+    with pytest.raises(UnknownPortfolio):
+        reads.statistics(portfolio="nobody")
+
 
 @pytest.fixture
 def books(open_ledger) -> Ledger:
@@ -144,6 +158,23 @@ def test_position_and_its_history(api):
     assert history["events"][-1]["state"]["status"] == "closed"
 
 
+def test_statistics_per_portfolio_from_the_trading_statistics_table(api, books):
+    r = api.get("/statistics")
+    assert r.status_code == 200
+    answer = r.json()
+    assert answer["log_position"] == books.recorder.max_notification_id()
+    assert [s["portfolio"] for s in answer["statistics"]] == ["alpha", "default"]
+    alpha = api.get("/statistics", params={"portfolio": "alpha"}).json()["statistics"]
+    assert alpha == [answer["statistics"][0]]
+    assert (alpha[0]["trades"], alpha[0]["signals_decided"]) == (0, 1)
+    # Configured, never used: no figures yet. Neither configured nor used: 404.
+    assert api.get("/statistics", params={"portfolio": "beta"}).json()["statistics"] == []
+    r = api.get("/statistics", params={"portfolio": "nobody"})
+    assert r.status_code == 404 and r.json()["error"] == "unknown_portfolio"
+    r = api.get("/statistics", params={"portfolio": "Not A Name"})
+    assert r.status_code == 400 and r.json()["problems"][0]["field"] == "portfolio"
+
+
 def test_signals_are_recent_decisions_newest_first(api):
     signals = api.get("/signals", params={"limit": 3}).json()["signals"]
     assert [s["signal_type"] for s in signals] == ["BASE_ENTRY", "EXIT", "EXIT"]
@@ -167,7 +198,7 @@ def test_bad_query_parameters_are_400_and_named(api, query):
 def test_reads_need_the_token_when_one_is_set(api):
     del api.headers["authorization"]
     for path in ["/portfolio", "/positions", f"/positions/{BASE}", f"/positions/{BASE}/history",
-                 "/signals"]:
+                 "/signals", "/statistics"]:
         for authorization in [None, "Bearer wrong", f"Basic {TOKEN}", "Bearer",
                               f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}"]:
             headers = {"authorization": authorization} if authorization else {}
@@ -193,8 +224,8 @@ def test_health_ready_and_openapi_need_no_token(api):
     document = api.get("/openapi.json").json()
     assert {"/webhook", "/webhook/{portfolio}", "/portfolio", "/positions",
             "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
-            "/signals/{fingerprint}/trail", "/health", "/ready", "/ready/webhook", "/metrics",
-            "/openapi.json"} == set(document["paths"])
+            "/signals/{fingerprint}/trail", "/statistics", "/health", "/ready", "/ready/webhook",
+            "/metrics", "/instances", "/openapi.json"} == set(document["paths"])
 
 
 def test_ready_is_503_on_a_store_never_migrated(new_store_url, backend):

@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 
+from ledger.application import Ledger
+from ledger.config import default_config
+from projections.read_model import ProjectionReads
 from tests.alerts import Alerts
 
 
@@ -110,3 +113,28 @@ def test_configured_portfolio_via_ledger_config(store_url, tmp_path):
     bad_config.write_text("[portfolios.swing]\ncapital = 1\n")
     refused = run(store_url, "portfolio", config=str(bad_config))
     assert refused.returncode == 2 and b"unknown key 'capital'" in refused.stderr
+
+
+def test_stats_from_the_log_equal_the_trading_statistics_table(store_url):
+    run(store_url, "migrate")
+    alerts = Alerts()
+    batch = [alerts.base(52000, 51900, 100), alerts.pyramid("Long_2", 52400, 52300, 100),
+             alerts.exit("Long_2", 52700), alerts.exit("Long_5", 52700)]
+    run(store_url, "signal", "--each", stdin="\n".join(json.dumps(a) for a in batch) + "\n")
+    # Before any projection runner: the log has the figures already.
+    out = run(store_url, "stats", "--json")
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    (default,) = answer["statistics"]
+    assert (default["portfolio"], default["trades"], default["signals_decided"],
+            default["signals_rejected"]) == ("default", 1, 4, 1)
+    assert run(store_url, "project", "--once").returncode == 0
+    with Ledger(default_config(), store_url) as ledger:
+        assert ProjectionReads(ledger).statistics(portfolio=None) == answer
+    assert json.loads(run(store_url, "stats", "--portfolio", "default", "--json").stdout) == answer
+
+    text = run(store_url, "stats").stdout.decode()
+    assert f"at position {answer['log_position']}" in text
+    assert "trades                 1" in text and "net_pnl" in text
+    assert run(store_url, "stats", "--portfolio", "nobody").returncode == 4
+    assert run(store_url, "stats", "--portfolio", "Bad Name").returncode == 2

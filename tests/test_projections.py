@@ -43,6 +43,7 @@ def same_answers(ledger: Ledger) -> None:
     for portfolio in (None, "default", "alpha"):
         assert tables.signals(portfolio=portfolio, limit=100) == log.signals(
             portfolio=portfolio, limit=100)
+        assert tables.statistics(portfolio=portfolio) == log.statistics(portfolio=portfolio)
 
 
 @pytest.fixture
