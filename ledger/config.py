@@ -51,6 +51,7 @@ class Limits:
     projection_lag_events_max: int = 10000  # /ready answers 503 beyond this many events behind
     projection_lag_s_max: int = 30  # ... or when the oldest unprojected event is this old
     projection_wait_ms_max: int = 5000  # longest a read may wait for its log position
+    progress_every_events: int = 10000  # long CLI work off a terminal: a line per this many
 
 
 @dataclass(frozen=True)

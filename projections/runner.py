@@ -196,11 +196,19 @@ class ProjectionRunner:
                                 exc_info=True)
         self.leadership.release()
 
-    def run(self) -> None:
+    def run(self, on_role: Callable[[bool], None] | None = None) -> None:
+        """Project while leading, stand by otherwise, until ``stop``. ``on_role(leading)`` is
+        called whenever this runner starts leading or starts standing by (first on start)."""
         poll_s = self.limits.projection_poll_ms / 1000
         standby_s = self.limits.projection_standby_poll_ms / 1000
+        role: bool | None = None
         while not self._stop.is_set():
-            if not self.leadership.check() and not self.leadership.try_acquire():
+            leading = self.leadership.check() or self.leadership.try_acquire()
+            if leading != role:
+                role = leading
+                if on_role is not None:
+                    on_role(leading)
+            if not leading:
                 self._stop.wait(standby_s)
                 continue
             try:

@@ -8,6 +8,7 @@ every row the tables hold is the row the log gives, and no row is missing or ext
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ledger.application import Ledger
@@ -30,12 +31,15 @@ class _Replay:
         self.projector = Projector(ledger)
         self.rows: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {t: {} for t in TABLES}
 
-    def up_to(self, position: int) -> None:
+    def up_to(self, position: int,
+              progress: Callable[[int, int], None] | None = None) -> None:
         batch = self.ledger.config.limits.projection_rebuild_batch_events
         for notifications in chunks(self.ledger, self.projector.position, batch,
                                     stop=position):
             self.projector.apply_all(notifications)
             self._merge(self.projector.flush())
+            if progress is not None:
+                progress(self.projector.position, position)
 
     def _merge(self, changes: Changes) -> None:
         for table, rows in changes.upserts.items():
@@ -47,15 +51,17 @@ class _Replay:
             signals[(fingerprint,)].update(columns)
 
 
-def verify(ledger: Ledger) -> tuple[int, list[str]]:
+def verify(ledger: Ledger, progress: Callable[[int, int], None] | None = None
+           ) -> tuple[int, list[str]]:
     """(the position verified at, the differences found: empty when the tables are right).
 
     The stored rows stream past the expected ones table by table, so only the expected side
-    is ever held whole (it is freed table by table as it is compared)."""
+    is ever held whole (it is freed table by table as it is compared). ``progress(position,
+    target)`` after each batch of the replay."""
     store = TableStore(ledger)
     expected = _Replay(ledger)
     with ledger.transaction(read_only=True) as cursor:
-        expected.up_to(store.tracked(cursor))  # most of the log, outside the snapshot
+        expected.up_to(store.tracked(cursor), progress)  # most of the log, outside the snapshot
     diffs: list[str] = []
     with ledger.transaction(snapshot=True, read_only=True) as cursor:
         ledger.dialect.allow_idle(cursor, SNAPSHOT_IDLE_S_MAX)  # comparing leaves it idle

@@ -8,7 +8,9 @@ or not migrated), 4 not found, 5 contended.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -29,6 +31,7 @@ from ledger.domain import Position
 from ledger.signals import InvalidSignal, Problem, is_fingerprint, parse_instant
 from ledger.storage import StoreUrlError
 from service import bootstrap
+from service.progress import Progress
 
 EXIT_OK, EXIT_INVALID, EXIT_STORE, EXIT_NOT_FOUND, EXIT_CONTENDED = 0, 2, 3, 4, 5
 EXIT_DIFFERS = 1  # `ledger verify`: the tables differ from the log
@@ -200,11 +203,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
         _err("--portfolio: a portfolio name is 1-32 of a-z, 0-9, '_' or '-'")
         return EXIT_INVALID
     ledger = _open_ledger(args)
+    progress = Progress("stats", ledger.config.limits.progress_every_events)
     try:
-        answer = statistics_from_log(ledger, portfolio=args.portfolio)
+        answer = statistics_from_log(ledger, portfolio=args.portfolio, progress=progress)
     except UnknownPortfolio:
         _err(f"unknown portfolio {args.portfolio!r}")
         return EXIT_NOT_FOUND
+    finally:
+        progress.done()
     if args.json:
         _out(answer, pretty=True)
         return EXIT_OK
@@ -224,14 +230,28 @@ def cmd_project(args: argparse.Namespace) -> int:
     runner = bootstrap.projection_runner(load_config(args.config), args.database_url)
     ledger = runner.ledger
     if args.once:
-        applied = runner.catch_up()
+        progress = Progress("project", ledger.config.limits.progress_every_events)
+        head = ledger.recorder.max_notification_id() or 0
+        applied = 0
+        try:
+            while n := runner.step():
+                applied += n
+                assert runner.projector is not None
+                progress(runner.projector.position, head)
+        finally:
+            progress.done()
         _out({"applied": applied, "position": runner.projector.position if runner.projector
               else 0})
         return EXIT_OK
     signal.signal(signal.SIGTERM, lambda *_: runner.stop_soon())
-    _err(f"projecting {ledger.store.redacted_url} (standing by while another runner leads)")
+    url = ledger.store.redacted_url
+
+    def role(leading: bool) -> None:
+        _err(f"leading: projecting {url}" if leading else
+             f"standing by: another runner leads on {url}; taking over if it stops")
+
     try:
-        runner.run()
+        runner.run(on_role=role)
     except KeyboardInterrupt:
         pass
     finally:
@@ -263,7 +283,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from projections.verify import render, verify
 
     ledger = _open_ledger(args, migrated=True)
-    position, diffs = verify(ledger)
+    progress = Progress("verify", ledger.config.limits.progress_every_events)
+    try:
+        position, diffs = verify(ledger, progress)
+    finally:
+        progress.done()
     print(render(position, diffs, ledger.recorder.max_notification_id() or 0))
     return EXIT_DIFFERS if diffs else EXIT_OK
 
@@ -323,29 +347,130 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run(args)
 
 
+DESCRIPTION = """\
+Portfolio Ledger: an event-sourced trading ledger. TradingView alerts come in (`ledger signal`,
+or the webhook of `ledger serve`); each is decided exactly once however often it is delivered:
+sized by risk, volatility and margin limits, pyramided, its stops trailed, its breaches
+recorded, closed. Every decision is a set of events appended to one log, and the books,
+positions, histories and statistics are read back from that log."""
+
+EXIT_CODES = """\
+exit codes:
+  0  done: a decision was made (accepted or rejected both count), or the command did its work
+  1  `verify`: the projection tables differ from the log
+  2  invalid input: a bad alert, option, time or configuration (every problem named on
+     stderr); nothing was appended
+  3  store not ready: unreachable, or not migrated (run `ledger migrate`)
+  4  not found: no such position, portfolio or signal
+  5  contended: every attempt at a decision lost a version conflict; nothing was decided"""
+
+ENVIRONMENT = """\
+environment:
+  LEDGER_DATABASE_URL    the event store: sqlite:///FILE or
+                         postgresql://user:pass@host:port/db[?schema=name]
+                         (default sqlite:///ledger.sqlite3); --database-url overrides it
+  LEDGER_CONFIG          TOML configuration: instruments, portfolios, holidays, limits
+                         (default: built in, docs/RULES.md); --config overrides it
+  LEDGER_REDIS_URL       `serve`: Redis for leader election across instances, e.g.
+                         redis://HOST:6379/0 (default: none; the store elects)
+  LEDGER_WEBHOOK_SECRET  `serve`: the `secret` every alert must carry (required unless
+                         listening on loopback only)
+  LEDGER_API_TOKEN       `serve`: bearer token for the read endpoints (default: none, reads
+                         are open)
+  (`serve` has more, each bounded and named with its unit: docs/API.md)"""
+
+GLOBAL_OPTIONS_NOTE = ("--config and --database-url may come before or after the command: "
+                       "`ledger --database-url URL portfolio` and `ledger portfolio "
+                       "--database-url URL` are the same.")
+
+
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument("--config", default=default, metavar="FILE",
+                        help="TOML configuration file (default: $LEDGER_CONFIG, else the "
+                             "built-in instruments and the `default` portfolio)")
+    parser.add_argument("--database-url", default=default, metavar="URL",
+                        help="the event store, sqlite:///FILE or postgresql://... (default: "
+                             "$LEDGER_DATABASE_URL, else sqlite:///ledger.sqlite3)")
+
+
+def _command_options(commands: argparse._SubParsersAction) -> str:
+    """Every command with its options explained, from the parsers themselves (never stale)."""
+    lines = ["commands and their options (also `ledger COMMAND --help`):"]
+    for name, sub in commands.choices.items():
+        actions = [a for a in sub._actions
+                   if a.help is not argparse.SUPPRESS and a.dest not in ("help", "config",
+                                                                          "database_url")]
+        usage = " ".join(_usage_of(a) for a in actions)
+        lines.append(f"  {name} {usage}".rstrip())
+        lines += textwrap.wrap(sub.description or "", width=HELP_WIDTH,
+                               initial_indent="      ", subsequent_indent="      ")
+        for a in actions:
+            label = _usage_of(a).strip("[]").removesuffix(" ...")
+            lines += textwrap.wrap(f"{label}: {a.help % vars(a) if a.help else ''}",
+                                   width=HELP_WIDTH, initial_indent="      - ",
+                                   subsequent_indent="        ")
+    return "\n".join(lines)
+
+
+def _usage_of(action: argparse.Action) -> str:
+    metavar = action.metavar or (action.dest.upper() if action.option_strings else action.dest)
+    if not action.option_strings:
+        return {"?": f"[{metavar}]", "*": f"[{metavar} ...]"}.get(str(action.nargs), metavar)
+    flag = action.option_strings[0]
+    return f"[{flag}]" if action.nargs == 0 else f"[{flag} {metavar}]"
+
+
+HELP_WIDTH = 94  # characters per line of the generated command list
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ledger", description="Decide TradingView alerts exactly once and keep the books.")
-    parser.add_argument("--config", default=None,
-                        help="TOML configuration (default: $LEDGER_CONFIG, else built-in)")
-    parser.add_argument("--database-url", default=None,
-                        help="event store (default: $LEDGER_DATABASE_URL, else "
-                             "sqlite:///ledger.sqlite3)")
-    commands = parser.add_subparsers(dest="command", required=True)
+        prog="ledger", description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _global_options(parser, None)
+    # The same options after the command. SUPPRESS: absent there, they leave the value given
+    # before the command (or its default) alone.
+    after = argparse.ArgumentParser(add_help=False)
+    _global_options(after, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    pointer = "Exit codes and environment variables: `ledger --help`."
 
-    commands.add_parser("migrate", help="create or upgrade the store's tables")
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, description=description,
+                                   epilog=f"{GLOBAL_OPTIONS_NOTE} {pointer}",
+                                   parents=[after])
 
-    signal = commands.add_parser("signal", help="decide alert JSON and print the decision")
-    signal.add_argument("file", nargs="?", default="-", help="alert JSON file, or - for stdin")
-    signal.add_argument("--each", action="store_true", help="one alert per line in and out")
-    signal.add_argument("--portfolio", default="default")
+    command("migrate", "create or upgrade the store's tables",
+            "Create the event store's tables and apply every missing schema migration "
+            "(idempotent: run it once per deployment, before any instance starts).")
 
-    history = commands.add_parser("history", help="a position's events, replayed")
-    history.add_argument("position_id")
-    history.add_argument("--json", action="store_true")
+    json_help = "print JSON (the same keys as the HTTP answer) instead of text"
+    signal = command("signal", "decide alert JSON and print the decision",
+                     "Decide TradingView alerts (JSON bodies, as the webhook takes them) and "
+                     "print each decision as one JSON line: accepted or rejected, with its "
+                     "reasons, sizing and events.")
+    signal.add_argument("file", nargs="?", default="-", metavar="FILE",
+                        help="the alert JSON file, or - for stdin (the default)")
+    signal.add_argument("--each", action="store_true",
+                        help="one alert per line in, one decision per line out; a bad line "
+                             "is reported and the rest are still decided (exit 2 if any was "
+                             "bad)")
+    signal.add_argument("--portfolio", default="default", metavar="NAME",
+                        help="the portfolio that decides (default: default)")
 
-    portfolio = commands.add_parser("portfolio", help="the books, replayed from the store")
-    portfolio.add_argument("--portfolio", default="default")
+    history = command("history", "a position's events, replayed",
+                      "A position's events from its stream, oldest first, each with the "
+                      "state after it and the signal (or roll command) that caused it.")
+    history.add_argument("position_id", metavar="POSITION_ID",
+                         help="as a decision names it, e.g. default:BANK_NIFTY:Long_1:1")
+    history.add_argument("--json", action="store_true", help=json_help)
+
+    portfolio = command("portfolio", "the books, replayed from the store",
+                        "Equity, closed equity, risk, volatility, margin and open positions "
+                        "of one portfolio: now, as of a bar time (--as-of), or as the ledger "
+                        "knew them at a recording time (--known-at).")
+    portfolio.add_argument("--portfolio", default="default", metavar="NAME",
+                           help="which portfolio (default: default)")
     portfolio.add_argument("--as-of", default=None, metavar="TIME",
                            help="the books as of bar time TIME: every decision whose signal "
                                 "time is at or before it, e.g. 2025-11-28T10:30:00Z (a time "
@@ -353,37 +478,58 @@ def build_parser() -> argparse.ArgumentParser:
     portfolio.add_argument("--known-at", default=None, metavar="TIME",
                            help="what the ledger knew at TIME (recording time, for audit): "
                                 "every decision recorded at or before it; with --as-of, both")
-    portfolio.add_argument("--json", action="store_true")
+    portfolio.add_argument("--json", action="store_true", help=json_help)
 
-    project = commands.add_parser(
-        "project", help="keep the projection tables current (one runner leads per store)")
+    project = command("project", "keep the projection tables current (one runner leads)",
+                      "Apply the log to the projection tables and keep them current. One "
+                      "runner leads per store; another stands by and takes over if it stops. "
+                      "Says on stderr when it leads and when it stands by.")
     project.add_argument("--once", action="store_true",
-                         help="apply what the log has now, then exit")
+                         help="apply what the log has now, print {applied, position}, exit "
+                              "(progress on stderr)")
 
-    rebuild = commands.add_parser(
-        "rebuild-projections", help="rebuild tables from the whole log and swap them in")
+    rebuild = command("rebuild-projections", "rebuild tables from the log and swap them in",
+                      "Rebuild projection tables from the whole log into copies, then swap "
+                      "them in (readers never see a half-built table).")
     rebuild.add_argument("names", nargs="*", metavar="NAME",
                          help="tables to rebuild (default: all)")
 
-    stats = commands.add_parser("stats", help="trading statistics per portfolio, from the log")
-    stats.add_argument("--portfolio", default=None, help="one portfolio (default: every one)")
-    stats.add_argument("--json", action="store_true")
+    stats = command("stats", "trading statistics per portfolio, from the log",
+                    "Trades, win rate, P&L, profit factor, rollovers, signals and drawdown "
+                    "per portfolio, computed from the whole log (the rows `GET /statistics` "
+                    "serves from its table; progress on stderr).")
+    stats.add_argument("--portfolio", default=None, metavar="NAME",
+                       help="one portfolio (default: every portfolio that decided anything)")
+    stats.add_argument("--json", action="store_true", help=json_help)
 
-    commands.add_parser("verify", help="replay the log and compare every projection table")
-    trail = commands.add_parser("trail", help="a signal's deliveries, decision and events")
-    trail.add_argument("fingerprint", help="the decision's fingerprint (64 hex digits)")
-    trail.add_argument("--json", action="store_true")
+    command("verify", "replay the log and compare every projection table",
+            "Replay the log and compare every projection table with it, row by row; exit 1 "
+            "naming each difference (progress on stderr).")
 
-    serve = commands.add_parser("serve", help="the HTTP service: webhook, books, health")
+    trail = command("trail", "a signal's deliveries, decision and events",
+                    "One signal: every delivery, its decision, the events that decision "
+                    "appended, and the rows the projection tables hold for it.")
+    trail.add_argument("fingerprint", metavar="FINGERPRINT",
+                       help="the decision's fingerprint (64 lowercase hex digits)")
+    trail.add_argument("--json", action="store_true", help=json_help)
+
+    serve = command("serve", "the HTTP service: webhook, books, health",
+                    "The HTTP service on Hypercorn: the webhook, the reads, health and "
+                    "metrics (docs/API.md). SIGTERM or SIGINT stops it gracefully.")
     serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (any but loopback needs "
+                       help="address to listen on (default 127.0.0.1; any but loopback needs "
                             "LEDGER_WEBHOOK_SECRET)")
-    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    serve.add_argument("--port", type=int, default=8080,
+                       help="port to listen on (default 8080; 0 picks a free port)")
     serve.add_argument("--access-log", action="store_true", help="log each request line")
     serve.add_argument("--migrate", action="store_true",
                        help="apply missing migrations first (one instance: the embedded "
                             "SQLite file, a single container; with several instances run "
                             "`ledger migrate` once instead)")
+
+    parser.epilog = "\n\n".join([_command_options(commands),
+                                  textwrap.fill(GLOBAL_OPTIONS_NOTE, width=HELP_WIDTH),
+                                  EXIT_CODES, ENVIRONMENT])
     return parser
 
 
@@ -403,6 +549,21 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        status = _run(args)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # Whoever read our output stopped reading (`ledger history ID | head -1`): there is no
+        # one left to tell anything. Point stdout at /dev/null so the interpreter's last
+        # flush cannot fail again, and end quietly, as `cat` and `grep` do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, StoreUrlError) as e:

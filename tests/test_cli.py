@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import pty
+import select
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ledger.application import Ledger
 from ledger.config import default_config
 from projections.read_model import ProjectionReads
+from service.cli import build_parser
+from service.progress import PROGRESS_LINES_MAX
 from tests.alerts import Alerts
 
 
@@ -138,3 +147,209 @@ def test_stats_from_the_log_equal_the_trading_statistics_table(store_url):
     assert "trades                 1" in text and "net_pnl" in text
     assert run(store_url, "stats", "--portfolio", "nobody").returncode == 4
     assert run(store_url, "stats", "--portfolio", "Bad Name").returncode == 2
+
+
+# --- the operator's path: help, options, pipes, roles, progress ------------------------------
+
+ENV_VARS = ("LEDGER_DATABASE_URL", "LEDGER_CONFIG", "LEDGER_REDIS_URL", "LEDGER_WEBHOOK_SECRET",
+            "LEDGER_API_TOKEN")
+WAIT_S = 30  # longest a test waits for a process to say something
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    (commands,) = [a for a in build_parser()._actions
+                   if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices)
+
+
+def test_help_says_what_the_ledger_does_every_option_exit_codes_and_environment(tmp_path):
+    out = run(f"sqlite:///{tmp_path / 'unused.sqlite3'}", "--help")
+    assert out.returncode == 0 and out.stderr == b""
+    text = out.stdout.decode()
+    assert "event-sourced trading ledger" in text and "exactly once" in text
+    for name, parser in subcommands().items():
+        assert f"\n  {name}" in text, name
+        for action in parser._actions:
+            assert action.help, (name, action.dest)  # every option explained
+            for flag in action.option_strings:
+                if flag not in ("-h", "--help", "--config", "--database-url"):
+                    assert f"- {flag}" in text, (name, flag)
+    assert "--portfolio NAME: which portfolio" in text and "--json: print JSON" in text
+    epilog = text[text.index("exit codes:"):]
+    for code in range(6):
+        assert f"\n  {code}  " in epilog, code
+    for variable in ENV_VARS:
+        assert f"\n  {variable}" in epilog, variable
+    assert "before or after the command" in text
+    sub = run(f"sqlite:///{tmp_path / 'unused.sqlite3'}", "stats", "--help").stdout.decode()
+    assert "--portfolio NAME" in sub and "--json" in sub and "--database-url URL" in sub
+
+
+def test_global_options_go_before_or_after_the_command(store_url, tmp_path):
+    run(store_url, "migrate")
+    run(store_url, "signal", stdin=json.dumps(Alerts().base(52000, 51900, 100)))
+    elsewhere = f"sqlite:///{tmp_path / 'never-migrated.sqlite3'}"  # what the environment says
+    for args in (["--database-url", store_url, "portfolio", "--json"],
+                 ["portfolio", "--database-url", store_url, "--json"],
+                 ["portfolio", "--json", "--database-url", store_url]):
+        out = run(elsewhere, *args)
+        assert out.returncode == 0, (args, out.stderr)
+        assert json.loads(out.stdout)["open_positions"][0]["position_id"].startswith("default:")
+    assert run(elsewhere, "portfolio").returncode == 3  # without the option: not migrated
+    config = tmp_path / "ledger.toml"
+    config.write_text('[portfolios.swing]\ninitial_capital = "10000000"\n')
+    after = run(store_url, "portfolio", "--portfolio", "swing", "--config", str(config))
+    before = run(store_url, "--config", str(config), "portfolio", "--portfolio", "swing")
+    assert after.returncode == before.returncode == 0 and after.stdout == before.stdout
+    assert run(store_url, "portfolio", "--portfolio", "swing").returncode == 4
+
+
+def many_events(store_url: str, marks: int) -> str:
+    """A base trailed by ``marks`` rising bars: its history has marks + 1 events."""
+    with Ledger(default_config(), store_url) as ledger:
+        alerts = Alerts(step_s=1)
+        base = ledger.decide(alerts.base(52000, 51900, 100))
+        for i in range(marks):
+            ledger.decide(alerts.mark(52010 + 10 * i, 100))
+        return base.position_id
+
+
+def ledger_command(store_url: str) -> str:
+    return f"LEDGER_DATABASE_URL='{store_url}' '{sys.executable}' -m service.cli"
+
+
+def test_output_to_a_reader_that_stops_reading_ends_quietly(store_url):
+    run(store_url, "migrate")
+    position_id = many_events(store_url, 120)
+    env = {**os.environ, "LEDGER_DATABASE_URL": store_url}
+    env.pop("LEDGER_CONFIG", None)
+    for args in ([], ["--json"]):
+        # The reader is gone before the ledger writes a byte: every write fails (EPIPE).
+        with subprocess.Popen([sys.executable, "-m", "service.cli", "history", position_id,
+                               *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env) as gone:
+            gone.stdout.close()
+            assert gone.wait(timeout=60) == 0, args
+            assert gone.stderr.read() == b"", args
+        # As an operator pipes it: `head` stops reading after the first line.
+        out = subprocess.run(["bash", "-c", f"set -o pipefail; {ledger_command(store_url)} "
+                                            f"history '{position_id}' {' '.join(args)} "
+                                            f"| head -1"],
+                             capture_output=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr == b"" and len(out.stdout.splitlines()) == 1
+
+
+def read_until(stream, needle: bytes, timeout_s: float = WAIT_S) -> bytes:
+    """What ``stream`` says until ``needle`` (bounded: fails after ``timeout_s``)."""
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"waited {timeout_s} s for {needle!r}; got {seen!r}"
+        ready, _, _ = select.select([stream], [], [], left)
+        if ready:
+            chunk = os.read(stream.fileno(), 4096)
+            assert chunk, f"closed before {needle!r}; got {seen!r}"
+            seen += chunk
+    return seen
+
+
+@contextmanager
+def started(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """A process that is stopped (SIGTERM, then SIGKILL after ``WAIT_S``) whatever happens."""
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, env=env)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=WAIT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.stderr.close()
+
+
+LEADING, STANDING_BY = b"ledger: leading:", b"ledger: standing by:"
+
+
+def test_project_says_leading_when_it_leads_and_standing_by_only_while_it_stands_by(
+        store_url, tmp_path):
+    config = tmp_path / "fast.toml"
+    config.write_text("[limits]\nprojection_standby_poll_ms = 50\n")
+    run(store_url, "migrate")
+    env = {**os.environ, "LEDGER_DATABASE_URL": store_url, "LEDGER_CONFIG": str(config)}
+    project = [sys.executable, "-m", "service.cli", "project"]
+    with started(project, env) as first:
+        said = read_until(first.stderr, LEADING)
+        assert STANDING_BY not in said
+        with started(project, env) as second:
+            said = read_until(second.stderr, STANDING_BY)
+            assert LEADING not in said
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=WAIT_S) == 0
+            said = read_until(second.stderr, LEADING)
+            assert STANDING_BY not in said  # said once, when it began standing by
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(timeout=WAIT_S) == 0
+
+
+def progress_config(tmp_path, every: int, batch: int) -> str:
+    config = tmp_path / f"progress-{every}-{batch}.toml"
+    config.write_text(f"[limits]\nprogress_every_events = {every}\n"
+                      f"projection_rebuild_batch_events = {batch}\n"
+                      f"projection_batch_events = {batch}\n")
+    return str(config)
+
+
+def test_long_work_off_a_terminal_prints_a_line_every_n_events_bounded(store_url, tmp_path):
+    run(store_url, "migrate")
+    many_events(store_url, 60)
+    head = 4 + 3 * 60  # the base's decision: 4 events; each trailing bar's: 3
+    config = progress_config(tmp_path, 40, 7)
+    once = run(store_url, "project", "--once", config=config)
+    assert once.returncode == 0 and json.loads(once.stdout)["position"] == head
+    lines = once.stderr.decode().splitlines()
+    # A line each time a batch passes 40, 80, 120 and 160 (batches end between decisions).
+    assert len(lines) == 4 and all(line.startswith("project: log position ") and
+                                   line.split(" of ")[1].startswith(f"{head} (")
+                                   for line in lines), lines
+    verified = run(store_url, "verify", config=config)
+    assert verified.returncode == 0 and b"every table equals the log" in verified.stdout
+    lines = verified.stderr.decode().splitlines()
+    assert [line.split(" (")[0] for line in lines] == [
+        f"verify: log position {p} of {head}" for p in (42, 84, 126, 161)]
+    # A line per event asked for, over more events than the bound: the step widens so that
+    # no run prints more than PROGRESS_LINES_MAX lines.
+    assert head > PROGRESS_LINES_MAX
+    every = run(store_url, "verify", config=progress_config(tmp_path, 1, 1))
+    step = -(-head // PROGRESS_LINES_MAX)
+    assert every.stderr.decode().splitlines() == [
+        f"verify: log position {p} of {head} ({p * 100 // head}%)"
+        for p in range(step, head + 1, step)]
+
+
+def test_long_work_on_a_terminal_is_one_line_redrawn(store_url, tmp_path):
+    run(store_url, "migrate")
+    many_events(store_url, 40)
+    head = 4 + 3 * 40
+    env = {**os.environ, "LEDGER_DATABASE_URL": store_url,
+           "LEDGER_CONFIG": progress_config(tmp_path, 1000, 7)}
+    main, terminal = pty.openpty()
+    try:
+        with subprocess.Popen([sys.executable, "-m", "service.cli", "project", "--once"],
+                              stdout=subprocess.PIPE, stderr=terminal, env=env) as once:
+            os.close(terminal)
+            terminal = -1
+            said = read_until(os.fdopen(main, "rb", buffering=0, closefd=False), b"\n")
+            assert json.loads(once.stdout.read())["position"] == head
+            assert once.wait(timeout=WAIT_S) == 0
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        os.close(main)
+    text = said.decode()
+    assert text.startswith("\r") and text.count("\n") == 1 and text.endswith("\n")
+    assert text.rstrip().endswith(f"project: log position {head} of {head} (100%)\x1b[K")
