@@ -40,6 +40,7 @@ from ledger.domain import (
     Contract,
     Holding,
     Instrument,
+    Intent,
     Outcome,
     Portfolio,
     PortfolioParams,
@@ -141,7 +142,7 @@ class Ledger(Application[UUID]):
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
-        for cls in VALUE_TYPES:
+        for cls in (*VALUE_TYPES, Intent):
             transcoder.register(DataclassAsDict(cls))
 
     # -- schema ---------------------------------------------------------------------------

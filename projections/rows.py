@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger import wire
-from ledger.domain import Portfolio, PortfolioParams, Position
+from ledger.domain import Order, Portfolio, PortfolioParams, Position
 from ledger.presenters import book_figures, percent_of
 from projections.schema import json_text
 
@@ -294,3 +294,36 @@ class Statistics:
             else:
                 values[key] = raw
         return cls(**values)
+
+
+def order_row(o: Order) -> dict[str, Any]:
+    """An ``orders`` row: one intent and where it stands."""
+    i = o.intent
+    return {
+        "intent_id": i.intent_id,
+        "portfolio": i.portfolio,
+        "position_id": i.position_id,
+        "cause": i.cause,
+        "purpose": i.purpose,
+        "leg": i.leg,
+        "symbol": i.symbol,
+        "exchange": i.exchange,
+        "side": i.side,
+        "quantity": i.quantity,
+        "product": i.product,
+        "price_type": i.price_type,
+        "reference_price": wire.number(i.reference_price),
+        "decided_at": wire.iso(i.decided_at),
+        "status": o.status,
+        "attempts": o.attempts,
+        "sent_epoch": o.sent_epoch,
+        "sent_at": wire.iso(o.sent_at),
+        "broker_order_id": o.broker_order_id,
+        "filled_quantity": o.filled_quantity,
+        "average_price": wire.ratio(o.average_price),  # an average: to 4 decimals
+        "slippage": wire.ratio(o.slippage),
+        "reason": o.reason,
+        "version": o.version,
+        "created_at": wire.iso(o.created_on),
+        "updated_at": wire.iso(o.modified_on),
+    }

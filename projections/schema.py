@@ -90,8 +90,15 @@ STATISTICS = Table("trading_statistics", ("portfolio",), _cols("""
     updated_at:ts
 """))
 
+ORDERS = Table("orders", ("intent_id",), _cols("""
+    intent_id portfolio position_id cause purpose leg symbol exchange side quantity:int product
+    price_type reference_price:num decided_at:ts status attempts:int sent_epoch:int sent_at:ts
+    broker_order_id filled_quantity:int average_price:num slippage:num reason version:int
+    created_at:ts updated_at:ts
+"""))
+
 TABLES: dict[str, Table] = {t.name: t for t in (
-    POSITIONS, PORTFOLIO_STATE, PYRAMIDING, SIGNALS, INSTANCES, STATISTICS)}
+    POSITIONS, PORTFOLIO_STATE, PYRAMIDING, SIGNALS, INSTANCES, STATISTICS, ORDERS)}
 
 
 # -- values in and out ---------------------------------------------------------------------
