@@ -1,4 +1,4 @@
-"""Broker adapters at the edge: the interface every broker implements, and the legs.
+"""Broker adapters at the edge: the paper broker (the default).
 
 They import ``ledger`` only (its domain values: ``Contract``, ``Instrument``); only the
 composition root and the entry points import them. docs/BROKERS.md describes the interface.
@@ -30,11 +30,12 @@ from brokers.base import (
     order_exchange,
     roll_legs,
 )
+from brokers.paper import PaperBroker
 
 __all__ = [
     "BadAnswer", "Broker", "BrokerError", "BrokerPosition", "BrokerRefused",
     "BrokerUnavailable", "CancelResult", "Cancelled", "Leg", "NotSent",
-    "OrderNotFound", "OrderRequest", "OrderState",
+    "OrderNotFound", "OrderRequest", "OrderState", "PaperBroker",
     "PlaceResult", "Placed", "RateLimited", "Rejected", "Trade", "Unknown",
     "legs", "order_exchange", "roll_legs",
 ]
