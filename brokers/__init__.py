@@ -1,4 +1,4 @@
-"""Broker adapters at the edge: the paper broker (the default).
+"""Broker adapters at the edge: the paper broker (the default) and OpenAlgo over HTTP.
 
 They import ``ledger`` only (its domain values: ``Contract``, ``Instrument``); only the
 composition root and the entry points import them. docs/BROKERS.md describes the interface.
@@ -30,12 +30,13 @@ from brokers.base import (
     order_exchange,
     roll_legs,
 )
+from brokers.openalgo import Funds, OpenAlgoBroker, TokenBucket
 from brokers.paper import PaperBroker
 
 __all__ = [
     "BadAnswer", "Broker", "BrokerError", "BrokerPosition", "BrokerRefused",
-    "BrokerUnavailable", "CancelResult", "Cancelled", "Leg", "NotSent",
-    "OrderNotFound", "OrderRequest", "OrderState", "PaperBroker",
-    "PlaceResult", "Placed", "RateLimited", "Rejected", "Trade", "Unknown",
+    "BrokerUnavailable", "CancelResult", "Cancelled", "Funds", "Leg", "NotSent",
+    "OpenAlgoBroker", "OrderNotFound", "OrderRequest", "OrderState", "PaperBroker",
+    "PlaceResult", "Placed", "RateLimited", "Rejected", "TokenBucket", "Trade", "Unknown",
     "legs", "order_exchange", "roll_legs",
 ]
