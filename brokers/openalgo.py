@@ -301,6 +301,14 @@ class OpenAlgoBroker:
             raise BadAnswer("expiry: data is not a list")
         return sorted(_expiry_date(str(row)) for row in rows)
 
+    def analyze_mode(self) -> bool:
+        """Whether OpenAlgo routes orders to its analyzer (sandbox) rather than the broker:
+        worth asserting before the first order after pointing the ledger at a server."""
+        data = self._read("analyzer", {}).get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("analyze_mode"), bool):
+            raise BadAnswer("analyzer: no analyze_mode")
+        return data["analyze_mode"]
+
     def funds(self) -> Funds:
         data = self._read("funds", {}).get("data")
         if not isinstance(data, dict):

@@ -69,6 +69,7 @@ SCHEMAS: dict[str, dict[str, tuple[bool, Any]]] = {
     "tradebook": {"apikey": (True, _STR)},
     "positionbook": {"apikey": (True, _STR)},
     "funds": {"apikey": (True, _STR)},
+    "analyzer": {"apikey": (True, _STR)},
     "expiry": {"apikey": (True, _STR), "symbol": (True, _STR),
                "exchange": (True, F_AND_O_EXCHANGES),
                "instrumenttype": (True, _one_of("futures", "options"))},
@@ -341,7 +342,7 @@ class FakeOpenAlgo:
         if errors:
             # placeorder and friends quote str(err.messages); account reads send the dict.
             message = errors if name in ("orderbook", "tradebook", "positionbook", "funds",
-                                         "expiry") else str(errors)
+                                         "expiry", "analyzer") else str(errors)
             return self._error(message, 400)
         if not key_ok:
             return self._error("Invalid openalgo apikey", 403)
@@ -477,6 +478,11 @@ class FakeOpenAlgo:
     def _on_funds(self, data: dict[str, Any], fault: Fault | None) -> Response:
         with self._lock:
             return self._ok({"data": dict(self._funds)})
+
+    def _on_analyzer(self, data: dict[str, Any], fault: Fault | None) -> Response:
+        mode = "analyze" if self.analyze else "live"
+        return self._ok({"data": {"analyze_mode": self.analyze, "mode": mode,
+                                  "total_logs": 0}})
 
     def _on_expiry(self, data: dict[str, Any], fault: Fault | None) -> Response:
         key = (data["symbol"].upper(), data["exchange"], data["instrumenttype"])

@@ -447,6 +447,7 @@ def test_the_analyzer_mode_books_carry_their_own_fills():
         state = broker.order_status(placed.order_id)
         assert (state.filled_quantity, state.average_price) == (100, D("11.2"))
         assert broker.order_book() == [state]
+        assert broker.analyze_mode() is True
     assert fake.received("tradebook") == []  # the order rows said it all
 
 
@@ -463,6 +464,10 @@ def test_expiries_cross_check_the_ledgers_calendar(fake, broker):
     with pytest.raises(BrokerRefused) as refused:
         broker.expiry("GOLDM", "MCX", "weekly")
     assert refused.value.http_status == 400
+
+
+def test_live_mode_is_reported(broker):
+    assert broker.analyze_mode() is False
 
 
 def test_funds_are_decimals(broker):
