@@ -30,13 +30,14 @@ from brokers.base import (
     order_exchange,
     roll_legs,
 )
-from brokers.openalgo import Funds, OpenAlgoBroker, TokenBucket
+from brokers.openalgo import Funds, OpenAlgoBroker, SymbolInfo, TokenBucket
 from brokers.paper import PaperBroker
 
 __all__ = [
     "BadAnswer", "Broker", "BrokerError", "BrokerPosition", "BrokerRefused",
     "BrokerUnavailable", "CancelResult", "Cancelled", "Funds", "Leg", "NotSent",
     "OpenAlgoBroker", "OrderNotFound", "OrderRequest", "OrderState", "PaperBroker",
-    "PlaceResult", "Placed", "RateLimited", "Rejected", "TokenBucket", "Trade", "Unknown",
+    "PlaceResult", "Placed", "RateLimited", "Rejected", "SymbolInfo", "TokenBucket", "Trade",
+    "Unknown",
     "legs", "order_exchange", "roll_legs",
 ]

@@ -269,6 +269,9 @@ def legs(product: Product, contract: Contract, lots: int, lot_size: int, opening
          exchange: str) -> list[Leg]:
     """The orders that open (``opening``) or close ``lots`` of a long position in ``contract``.
 
+    ``lot_size`` is one lot in the broker's quantity: the contract's lot size on NFO; 1 at a
+    broker that counts MCX futures in lots (OpenAlgo's ``symbol_info`` says which).
+
     A synthetic future is long the ATM call and short the ATM put: opening buys the CE and
     sells the PE, closing sells the CE and buys the PE. A future is one leg. Buys come
     first, so a failure between two legs never leaves a short option without its hedge.
@@ -291,12 +294,16 @@ def legs(product: Product, contract: Contract, lots: int, lot_size: int, opening
 
 
 def roll_legs(product: Product, old_contract: Contract, new_contract: Contract, lots: int, *,
-              exchange: str) -> list[Leg]:
+              exchange: str, old_lot_size: int | None = None,
+              new_lot_size: int | None = None) -> list[Leg]:
     """Close ``lots`` in the old contract, then open them in the new one.
 
-    Each side uses its own contract's lot size (a roll across a lot-size change keeps the
-    lots and changes the units, as the ledger's ``Roll`` records). Four legs for a
-    synthetic future, two for a future.
+    By default each side uses its own contract's lot size (a roll across a lot-size change
+    keeps the lots and changes the units, as the ledger's ``Roll`` records); pass the
+    broker's lot sizes where it counts quantity differently (some count MCX futures in
+    lots: lot size 1). Four legs for a synthetic future, two for a future.
     """
-    return [*legs(product, old_contract, lots, old_contract.lot_size, False, exchange=exchange),
-            *legs(product, new_contract, lots, new_contract.lot_size, True, exchange=exchange)]
+    old_size = old_contract.lot_size if old_lot_size is None else old_lot_size
+    new_size = new_contract.lot_size if new_lot_size is None else new_lot_size
+    return [*legs(product, old_contract, lots, old_size, False, exchange=exchange),
+            *legs(product, new_contract, lots, new_size, True, exchange=exchange)]

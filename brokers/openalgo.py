@@ -104,6 +104,23 @@ class Funds:
     utilised_debits: Decimal
 
 
+@dataclass(frozen=True)
+class SymbolInfo:
+    """A symbol as OpenAlgo's master contract (the broker's) lists it.
+
+    ``lot_size`` is what the broker counts an order's quantity in: NFO options list the
+    exchange lot (35, 30...), while some brokers list MCX futures with lot size 1, meaning
+    their quantity is in lots, not units. ``freeze_quantity``: the most one order may carry.
+    """
+
+    symbol: str
+    exchange: str
+    lot_size: int
+    tick_size: Decimal
+    freeze_quantity: int | None
+    expiry: date | None
+
+
 class TokenBucket:
     """``calls_per_s`` tokens a second, at most ``burst`` saved up; a wait is bounded.
 
@@ -300,6 +317,22 @@ class OpenAlgoBroker:
         if not isinstance(rows, list):
             raise BadAnswer("expiry: data is not a list")
         return sorted(_expiry_date(str(row)) for row in rows)
+
+    def symbol_info(self, symbol: str, exchange: str) -> SymbolInfo:
+        """Lot size, tick size, freeze quantity and expiry of one symbol, as the broker has
+        them: check before the first order for a symbol what one lot is in the broker's
+        quantity (a 404 here also catches a symbol the ledger built wrongly)."""
+        data = self._read("symbol", {"symbol": symbol, "exchange": exchange}).get("data")
+        if not isinstance(data, dict):
+            raise BadAnswer("symbol: no data")
+        freeze = data.get("freeze_qty")
+        expiry = str(data.get("expiry") or "").strip()
+        return SymbolInfo(symbol=_text(data, "symbol"), exchange=_text(data, "exchange"),
+                          lot_size=_int(data.get("lotsize"), "lotsize"),
+                          tick_size=_decimal(data.get("tick_size") or 0, "tick_size"),
+                          freeze_quantity=None if freeze in (None, "", 0) else _int(
+                              freeze, "freeze_qty"),
+                          expiry=_expiry_date(expiry) if expiry else None)
 
     def analyze_mode(self) -> bool:
         """Whether OpenAlgo routes orders to its analyzer (sandbox) rather than the broker:

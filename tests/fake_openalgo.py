@@ -70,6 +70,8 @@ SCHEMAS: dict[str, dict[str, tuple[bool, Any]]] = {
     "positionbook": {"apikey": (True, _STR)},
     "funds": {"apikey": (True, _STR)},
     "analyzer": {"apikey": (True, _STR)},
+    "symbol": {"apikey": (True, _STR), "symbol": (True, _STR),
+               "exchange": (True, VALID_EXCHANGES)},
     "expiry": {"apikey": (True, _STR), "symbol": (True, _STR),
                "exchange": (True, F_AND_O_EXCHANGES),
                "instrumenttype": (True, _one_of("futures", "options"))},
@@ -248,6 +250,7 @@ class FakeOpenAlgo:
         self._planted: dict[tuple[str, str, str], int] = {}
         self._prices: dict[str, Decimal] = {}
         self._expiries: dict[tuple[str, str, str], list[str]] = {}
+        self._symbols: dict[tuple[str, str], dict[str, Any]] = {}
         self._funds = {"availablecash": "500000.00", "collateral": "0.00",
                        "m2mrealized": "0.00", "m2munrealized": "0.00",
                        "utiliseddebits": "0.00"}
@@ -271,6 +274,18 @@ class FakeOpenAlgo:
                      dates: list[str]) -> None:
         with self._lock:
             self._expiries[(symbol, exchange, instrumenttype)] = list(dates)
+
+    def set_symbol(self, symbol: str, exchange: str, *, lotsize: int, freeze_qty: int = 0,
+                   tick_size: float = 0.05, expiry: str = "") -> None:
+        """A master-contract row, as the broker lists it (lot size 1: quantity in lots)."""
+        kind = symbol[-2:] if symbol[-2:] in ("CE", "PE") else (
+            "FUT" if symbol.endswith("FUT") else "")
+        with self._lock:
+            self._symbols[(symbol, exchange)] = {
+                "symbol": symbol, "exchange": exchange, "lotsize": lotsize,
+                "freeze_qty": freeze_qty, "tick_size": tick_size, "expiry": expiry,
+                "name": symbol, "brsymbol": symbol, "brexchange": exchange, "token": "0",
+                "instrumenttype": kind, "strike": 0, "id": len(self._symbols) + 1}
 
     def plant_position(self, symbol: str, exchange: str, product: str, quantity: int) -> None:
         """A position the broker holds that no order of ours made (for reconciliation)."""
@@ -342,7 +357,7 @@ class FakeOpenAlgo:
         if errors:
             # placeorder and friends quote str(err.messages); account reads send the dict.
             message = errors if name in ("orderbook", "tradebook", "positionbook", "funds",
-                                         "expiry", "analyzer") else str(errors)
+                                         "expiry", "analyzer", "symbol") else str(errors)
             return self._error(message, 400)
         if not key_ok:
             return self._error("Invalid openalgo apikey", 403)
@@ -478,6 +493,14 @@ class FakeOpenAlgo:
     def _on_funds(self, data: dict[str, Any], fault: Fault | None) -> Response:
         with self._lock:
             return self._ok({"data": dict(self._funds)})
+
+    def _on_symbol(self, data: dict[str, Any], fault: Fault | None) -> Response:
+        with self._lock:
+            row = self._symbols.get((data["symbol"], data["exchange"]))
+        if row is None:
+            return self._error(f"Symbol {data['symbol']} not found in exchange "
+                               f"{data['exchange']}", 404)
+        return self._ok({"data": dict(row)})
 
     def _on_analyzer(self, data: dict[str, Any], fault: Fault | None) -> Response:
         mode = "analyze" if self.analyze else "live"

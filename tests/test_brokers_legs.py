@@ -62,6 +62,12 @@ def test_bank_nifty_roll_is_four_legs_and_follows_the_lot_size_of_each_contract(
     assert [leg.opening for leg in roll] == [False, False, True, True]
 
 
+def test_a_roll_can_count_in_the_brokers_lots():
+    new = next_contract(GOLD_MINI, GOLD.expiry, D("130000"), CONFIG)
+    roll = roll_legs("future", GOLD, new, 3, exchange="MCX", old_lot_size=1, new_lot_size=1)
+    assert sides(roll) == [("SELL", "GOLDM05JAN26FUT", 3), ("BUY", "GOLDM05FEB26FUT", 3)]
+
+
 def test_gold_mini_is_one_leg_and_two_to_roll():
     assert sides(legs("future", GOLD, 3, GOLD.lot_size, True, exchange="MCX")) == [
         ("BUY", "GOLDM05JAN26FUT", 300)]

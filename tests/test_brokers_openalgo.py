@@ -34,6 +34,7 @@ from brokers import (
     Placed,
     RateLimited,
     Rejected,
+    SymbolInfo,
     TokenBucket,
     Unknown,
     legs,
@@ -464,6 +465,27 @@ def test_expiries_cross_check_the_ledgers_calendar(fake, broker):
     with pytest.raises(BrokerRefused) as refused:
         broker.expiry("GOLDM", "MCX", "weekly")
     assert refused.value.http_status == 400
+
+
+def test_the_brokers_lot_size_decides_what_quantity_one_lot_is(fake, broker):
+    """Some brokers list MCX futures with lot size 1 (quantity in lots): sending the ledger's
+    units there would be a hundred times the position."""
+    at = datetime.fromisoformat("2025-12-08T05:00:00+00:00")
+    gold = contract_for(GOLD_MINI, at, D("129500"), default_config())
+    fake.set_symbol("GOLDM05JAN26FUT", "MCX", lotsize=1, freeze_qty=0, tick_size=1.0,
+                    expiry="05-JAN-26")
+    fake.set_symbol("BANKNIFTY30DEC2552000CE", "NFO", lotsize=35, freeze_qty=600,
+                    expiry="30-DEC-25")
+    info = broker.symbol_info("GOLDM05JAN26FUT", "MCX")
+    assert info == SymbolInfo("GOLDM05JAN26FUT", "MCX", 1, D("1.0"), None, date(2026, 1, 5))
+    assert info.expiry == gold.expiry
+    [leg] = legs("future", gold, 3, info.lot_size, True, exchange="MCX")
+    assert leg.quantity == 3  # not 300
+    option = broker.symbol_info("BANKNIFTY30DEC2552000CE", "NFO")
+    assert (option.lot_size, option.freeze_quantity) == (35, 600)
+    with pytest.raises(BrokerRefused) as missing:
+        broker.symbol_info("BANKNIFTY30DEC2552100CE", "NFO")
+    assert missing.value.http_status == 404 and "not found" in str(missing.value)
 
 
 def test_live_mode_is_reported(broker):
