@@ -247,6 +247,13 @@ class Projector:
         instance.seen(event.timestamp)
         self._dirty_instances.add(event.instance_id)
 
+    def _ignored(self, event: Any, log_id: int) -> None:
+        """Events that change no table (``IGNORED``)."""
+
+    for _cls in IGNORED:
+        _apply.register(_cls)(_ignored)
+    del _cls
+
     @_apply.register(Order.OrderIntended)
     @_apply.register(Order.OrderSent)
     @_apply.register(Order.OrderAcknowledged)

@@ -100,9 +100,11 @@ class Order(Aggregate):
 
     @property
     def slippage(self) -> Decimal | None:
-        """Per unit, against the decided price, signed so that positive costs money."""
+        """Per unit, against the decided price, signed so that positive costs money. Only a
+        futures leg trades the decided price's instrument: an option leg's price is a
+        premium (a synthetic future's price is strike + CE - PE, across both legs)."""
         average = self.average_price
-        if average is None:
+        if average is None or self.intent.leg != "FUT":
             return None
         difference = average - self.intent.reference_price
         return difference if self.intent.side == "BUY" else -difference
