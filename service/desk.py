@@ -383,6 +383,51 @@ class OrderDesk:
                 counted += 1
         return counted
 
+    # -- reconciliation ---------------------------------------------------------------------
+
+    def expected_positions(self) -> dict[tuple[str, str], int]:
+        """What the broker should hold for the ledger's open positions: signed units per
+        (symbol, exchange). A synthetic future is long its CE and short its PE."""
+        expected: dict[tuple[str, str], int] = {}
+        for name in sorted(self.ledger.config.portfolios):
+            for position_id in self.ledger.portfolio(name).holdings:
+                position = self.ledger.position(position_id)
+                instrument = self.ledger.config.instrument(position.instrument)
+                assert instrument is not None
+                for leg in legs(instrument.product, _contract(position), position.lots,
+                                position.lot_size, True, exchange=order_exchange(instrument)):
+                    key = (leg.symbol, leg.exchange)
+                    signed = leg.quantity if leg.side == "BUY" else -leg.quantity
+                    expected[key] = expected.get(key, 0) + signed
+        return {key: quantity for key, quantity in expected.items() if quantity}
+
+    def reconcile(self, fence: Callable[[Any], None] | None = None) -> list[dict[str, Any]]:
+        """Compare the ledger's open quantities with the broker's position book; record the
+        findings when they changed (``Desk.Reconciled``) and return them. Never trades: a
+        repair goes through intents, by an operator's explicit decision."""
+        expected = self.expected_positions()
+        held: dict[tuple[str, str], int] = {}
+        for p in self.broker.positions():
+            held[(p.symbol, p.exchange)] = held.get((p.symbol, p.exchange), 0) + p.quantity
+        findings = []
+        for key in sorted(set(expected) | set(held)):
+            want, have = expected.get(key, 0), held.get(key, 0)
+            if want == have:
+                continue
+            kind = ("orphaned" if not have else "missing" if not want else
+                    "quantity_mismatch")
+            findings.append({"kind": kind, "symbol": key[0], "exchange": key[1],
+                             "ledger_quantity": want, "broker_quantity": have})
+        desk = self.desk()
+        desk.reconciled(findings, self.clock())
+        if desk.pending_events:
+            self.ledger.save(desk, fence=fence)
+        for finding in findings:
+            log.warning("reconciliation: %s %s on %s: ledger %d, broker %d", finding["kind"],
+                        finding["symbol"], finding["exchange"], finding["ledger_quantity"],
+                        finding["broker_quantity"])
+        return findings
+
     def orders(self) -> Iterator[Order]:
         """Every order, from the table's list, read from its stream."""
         for intent in self._ids(("intended", "sent", "unknown", "not_placed", "acknowledged",

@@ -272,3 +272,30 @@ def test_an_unknown_outcome_is_never_resent_before_the_book_is_read(ledger, fake
         run(desk)
     assert server.placed_count == 1
     assert isinstance(Unknown("x"), Unknown)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_reconciliation_names_each_kind_of_mismatch_and_records_it(ledger, fake):
+    server, url = fake
+    clock = Clock()
+    desk = desk_on(ledger, openalgo(url, server), clock)
+    a = Alerts()
+    gold = ledger.decide(a.base(72000, 71800, 200, instrument="GOLD_MINI"))
+    run(desk)
+    run(desk)
+    assert desk.reconcile() == []  # the broker holds what the ledger does
+    symbol = ledger.position(gold.position_id).futures_symbol
+    server.plant_position(symbol, "MCX", "NRML", 100)  # quantity mismatch
+    server.plant_position("NIFTY30DEC25FUT", "NFO", "NRML", 75)  # missing from the ledger
+    desk.halt("test")
+    bank = ledger.decide(a.base(52000, 51900, 100))  # never sent: orphaned at the broker
+    run(desk)
+    findings = {f["kind"]: f for f in desk.reconcile()}
+    assert set(findings) == {"quantity_mismatch", "missing", "orphaned"}
+    assert findings["missing"]["symbol"] == "NIFTY30DEC25FUT"
+    assert findings["quantity_mismatch"]["broker_quantity"] == (
+        findings["quantity_mismatch"]["ledger_quantity"] + 100)
+    assert findings["orphaned"]["symbol"] in (ledger.position(bank.position_id).ce_symbol,
+                                              ledger.position(bank.position_id).pe_symbol)
+    assert desk.desk().findings == list(desk.reconcile())  # recorded, and not again
+    assert server.placed_count == 1  # reconciliation never trades

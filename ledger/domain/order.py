@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -208,6 +209,14 @@ class Desk(Aggregate):
         self.name = name
         self.halted = False
         self.reason: str | None = None
+        self.findings: list[dict[str, Any]] = []  # the last reconciliation's
+        self.reconciled_at: datetime | None = None
+
+    def reconciled(self, findings: list[dict[str, Any]], at: datetime) -> None:
+        """Record a reconciliation whose findings differ from the last one's (an unchanged
+        result is not news: the log would fill with the same facts every few minutes)."""
+        if findings != self.findings or self.reconciled_at is None:
+            self._reconciled(findings=findings, at=at)
 
     def halt(self, reason: str, at: datetime) -> None:
         if not self.halted:
@@ -226,3 +235,8 @@ class Desk(Aggregate):
     def _resumed(self, at: datetime) -> None:
         self.halted = False
         self.reason = None
+
+    @event("Reconciled", topic=topic("Desk.Reconciled"))
+    def _reconciled(self, findings: list[dict[str, Any]], at: datetime) -> None:
+        self.findings = findings
+        self.reconciled_at = at
