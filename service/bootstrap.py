@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from eventsourcing.persistence import PersistenceError
 
 import migrations
+from brokers.base import Broker
+from brokers.openalgo import OpenAlgoBroker
+from brokers.paper import PaperBroker
 from coordination.coordinator import Coordinator
 from coordination.settings import CoordinationSettings
 from coordination.settings import SettingsError as CoordinationSettingsError
@@ -25,6 +28,7 @@ from ledger.config import LedgerConfig
 from ledger.storage import StoreSettings, store_settings
 from projections.rebuild import drop_leftover_copies
 from projections.runner import ProjectionRunner
+from service.desk import DeskSettings, OrderDesk
 from service.recovery import recover
 
 if TYPE_CHECKING:
@@ -92,6 +96,36 @@ def projection_runner(config: LedgerConfig, database_url: str | None) -> Project
 
 
 ENV_REDIS_URL = "LEDGER_REDIS_URL"
+ENV_BROKER = "LEDGER_BROKER"  # paper (the default) or openalgo
+ENV_OPENALGO = ("LEDGER_OPENALGO_URL", "LEDGER_OPENALGO_API_KEY", "LEDGER_OPENALGO_STRATEGY")
+
+
+class BrokerSettingsError(ValueError):
+    """The broker configuration is unusable; the message names the variable."""
+
+
+def broker(environ: Mapping[str, str] | None = None) -> tuple[Broker, DeskSettings]:
+    """The broker orders go to, and the desk's settings for it: ``LEDGER_BROKER=paper`` (the
+    default: fills at the decided price, in this process's memory) or ``openalgo`` (with
+    ``LEDGER_OPENALGO_URL``, ``LEDGER_OPENALGO_API_KEY`` and ``LEDGER_OPENALGO_STRATEGY``)."""
+    env = os.environ if environ is None else environ
+    kind = (env.get(ENV_BROKER) or "paper").strip().lower()
+    if kind == "paper":
+        return PaperBroker(), DeskSettings(price_orders=True)
+    if kind == "openalgo":
+        missing = [name for name in ENV_OPENALGO if not env.get(name, "").strip()]
+        if missing:
+            raise BrokerSettingsError(f"{ENV_BROKER}=openalgo needs {', '.join(missing)}")
+        url, key, strategy = (env[name].strip() for name in ENV_OPENALGO)
+        return OpenAlgoBroker(url, key, strategy), DeskSettings()
+    raise BrokerSettingsError(f"{ENV_BROKER}: expected paper or openalgo, got {kind!r}")
+
+
+def desk(ledger: Ledger, environ: Mapping[str, str] | None = None,
+         fence: Callable[[int], Callable[[Any], None]] | None = None) -> OrderDesk:
+    """The order desk on ``ledger``, sending to the configured broker."""
+    chosen, settings = broker(environ)
+    return OrderDesk(ledger, chosen, fence=fence, settings=settings)
 
 
 def coordination_settings(environ: Mapping[str, str] | None = None) -> CoordinationSettings:

@@ -28,6 +28,7 @@ from ledger.config import ConfigError, load_config
 from ledger.domain import Position
 from ledger.signals import InvalidSignal, Problem, is_fingerprint, parse_instant
 from ledger.storage import StoreUrlError
+from projections.rows import order_row as rows_of
 from service import bootstrap
 
 EXIT_OK, EXIT_INVALID, EXIT_STORE, EXIT_NOT_FOUND, EXIT_CONTENDED = 0, 2, 3, 4, 5
@@ -285,6 +286,55 @@ def _trail_lines(trail: dict[str, Any]) -> Iterator[str]:
                    f"portfolio_positions {position_id} not projected yet")
 
 
+def _desk(args: argparse.Namespace) -> Any:
+    ledger = _open_ledger(args, migrated=True)
+    return bootstrap.desk(ledger)
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    """The order desk's orders (newest decision last), from the orders table."""
+    desk = _desk(args)
+    rows = [rows_of(o) for o in desk.orders()
+            if args.state is None or o.status == args.state]
+    if args.json:
+        _out({"orders": rows}, pretty=True)
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['intent_id'][:8]} {r['status']:<16} {r['purpose']:<10} {r['side']:<4} "
+              f"{r['quantity']:>6} {r['symbol']:<28} {r['broker_order_id'] or '-':<16} "
+              f"filled={r['filled_quantity']} avg={r['average_price'] or '-'}")
+    return EXIT_OK
+
+
+def cmd_halt(args: argparse.Namespace) -> int:
+    desk = _desk(args)
+    changed = desk.halt(args.reason)
+    _err("order desk halted: nothing is sent until `ledger resume`" if changed
+         else "the order desk was halted already")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    desk = _desk(args)
+    _err("order desk resumed: intents recorded meanwhile go out now" if desk.resume()
+         else "the order desk was not halted")
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Compare the ledger's open quantities with the broker's (exit 1 on any mismatch)."""
+    findings = _desk(args).reconcile()
+    if args.json:
+        _out({"findings": findings}, pretty=True)
+    else:
+        for f in findings:
+            print(f"{f['kind']:<18} {f['symbol']:<28} {f['exchange']:<4} "
+                  f"ledger={f['ledger_quantity']} broker={f['broker_quantity']}")
+        if not findings:
+            print("the broker holds what the ledger does")
+    return EXIT_DIFFERS if findings else EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.serve import run  # the HTTP stack loads only for this command
 
@@ -334,6 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
     trail.add_argument("fingerprint", help="the decision's fingerprint (64 hex digits)")
     trail.add_argument("--json", action="store_true")
 
+    orders = commands.add_parser("orders", help="the order desk's orders and their states")
+    orders.add_argument("--state", default=None, help="only orders in this state (e.g. "
+                        "unknown, sent, filled, rejected)")
+    orders.add_argument("--json", action="store_true")
+    halt = commands.add_parser("halt", help="kill switch: stop sending orders (intents are "
+                                            "still recorded)")
+    halt.add_argument("--reason", default="operator", help="recorded with the halt")
+    commands.add_parser("resume", help="send again, starting with what was held")
+    reconcile = commands.add_parser(
+        "reconcile", help="compare open quantities with the broker's (exit 1 on a mismatch)")
+    reconcile.add_argument("--json", action="store_true")
+
     serve = commands.add_parser("serve", help="the HTTP service: webhook, books, health")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (any but loopback needs "
@@ -357,6 +419,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "verify": cmd_verify,
     "trail": cmd_trail,
     "serve": cmd_serve,
+    "orders": cmd_orders,
+    "halt": cmd_halt,
+    "resume": cmd_resume,
+    "reconcile": cmd_reconcile,
 }
 
 
@@ -364,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, StoreUrlError) as e:
+    except (ConfigError, StoreUrlError, bootstrap.BrokerSettingsError) as e:
         _err(str(e))
         return EXIT_INVALID
     except FileNotFoundError as e:

@@ -17,16 +17,17 @@ from ledger.instances import Instance
 from projections.projector import _HANDLERS, EVENTS, IGNORED, Projector
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = ("ledger", "projections", "api", "service", "migrations", "coordination")
+OURS = ("ledger", "projections", "api", "service", "migrations", "coordination", "brokers")
 
 # package -> the packages of ours it may import (itself always)
 MAY_IMPORT = {
     "ledger": set(),
     "migrations": set(),
     "coordination": set(),
+    "brokers": {"ledger"},
     "projections": {"ledger"},
     "api": {"ledger", "projections", "migrations", "coordination"},
-    "service": {"ledger", "projections", "api", "migrations", "coordination"},
+    "service": {"ledger", "projections", "api", "migrations", "coordination", "brokers"},
 }
 # The trading domain imports only itself and the pure sizing rules: no configuration files,
 # no storage, no application.
