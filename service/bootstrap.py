@@ -22,6 +22,8 @@ from ledger.config import LedgerConfig
 from ledger.storage import store_settings
 from projections.rebuild import drop_leftover_copies
 from projections.runner import ProjectionRunner
+from service.alerts import Alerts, alert_on_changes
+from service.jobs import JobSettings, LeaderJobs, ServeJobs, leader_jobs
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -90,10 +92,38 @@ def coordinator(database_url: str | None, *, redis_url: str | None = None,
                                          settings=settings or coordination_settings())
 
 
+def job_settings(environ: Mapping[str, str] | None = None) -> JobSettings:
+    """The leader jobs' settings (``LEDGER_ROLL_AT``, ``LEDGER_SIGNAL_LOG_RETENTION_DAYS``,
+    ``LEDGER_ALERT_WEBHOOK_URL``); raises JobSettingsError (a ValueError) naming each problem."""
+    return JobSettings.from_environment(environ)
+
+
+def serve_jobs(config: LedgerConfig, database_url: str | None, coordinate: Coordinator,
+               settings: JobSettings) -> ServeJobs:
+    """The leader-only jobs of `ledger serve` (``service.jobs.leader_jobs``) and its alerts:
+    leadership and mode changes are alerted from ``coordinate``. The jobs' ledger is opened
+    when the runtime starts them, like the projection runner's."""
+    alerts = Alerts(settings.alert_webhook_url, source=coordinate.instance_id)
+    alert_on_changes(coordinate, alerts)
+    log.info("alerts: %s", "to the log and the webhook (LEDGER_ALERT_WEBHOOK_URL set)"
+             if settings.alert_webhook_url else "to the log (no LEDGER_ALERT_WEBHOOK_URL)")
+
+    def jobs_ledger() -> Ledger:
+        return open_ledger(config, database_url, ready=False)
+
+    def build(ledger: Ledger) -> LeaderJobs:
+        return LeaderJobs(coordinate, leader_jobs(ledger, config, coordinate, alerts, settings))
+
+    return ServeJobs(jobs_ledger, build, alerts)
+
+
 def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | None,
-             *, coordinate: Coordinator | None = None) -> Starlette:
+             *, coordinate: Coordinator | None = None,
+             jobs: JobSettings | None = None) -> Starlette:
     """`ledger serve`'s application: webhook and reads over the store, with the projection
-    runner in the process, led by ``coordinate`` (one instance leads; the others stand by)."""
+    runner in the process, led by ``coordinate`` (one instance leads; the others stand by),
+    and the leader-only jobs (``jobs``: their settings, default from the environment), run
+    while this instance leads."""
     from api.app import create_app  # the HTTP stack loads only for `ledger serve`
 
     def serving_ledger() -> Ledger:
@@ -106,4 +136,7 @@ def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | 
             log.warning("store not ready yet: %s", e)
         return ledger
 
-    return create_app(settings, serving_ledger, coordinator=coordinate)
+    background = None
+    if coordinate is not None:
+        background = serve_jobs(config, database_url, coordinate, jobs or job_settings())
+    return create_app(settings, serving_ledger, coordinator=coordinate, jobs=background)
