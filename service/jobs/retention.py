@@ -58,7 +58,7 @@ class SignalLogRetention:
         p = ledger.dialect.param
         self._delete = (f"DELETE FROM signal_log WHERE fingerprint IN (SELECT fingerprint "
                         f"FROM signal_log WHERE processed_at < {p} ORDER BY processed_at "
-                        f"LIMIT {p})")
+                        f"LIMIT {p}) RETURNING fingerprint")
 
     def horizon(self) -> datetime | None:
         return signal_log_horizon(self.clock.now(), self.days)
@@ -76,7 +76,8 @@ class SignalLogRetention:
                 break
             with self.ledger.transaction() as cursor:
                 cursor.execute(self._delete, (cutoff, self.batch_rows))
-                deleted = max(0, cursor.rowcount)
+                # Counted from RETURNING: the library's SQLite cursor has no rowcount.
+                deleted = len(cursor.fetchall())
                 if self.coordinator is not None:
                     # After the DELETE, under the write lock it took; raising rolls it back.
                     self.coordinator.fenced(cursor, epoch=epoch)
