@@ -23,7 +23,7 @@ from ledger.storage import store_settings
 from projections.rebuild import drop_leftover_copies
 from projections.runner import ProjectionRunner
 from service.alerts import Alerts, alert_on_changes
-from service.jobs import JobSettings, LeaderJobs, ServeJobs, leader_jobs
+from service.jobs import JobSettings, LeaderJobs, ServeJobs, jobs_config, leader_jobs
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -108,8 +108,8 @@ def serve_jobs(config: LedgerConfig, database_url: str | None, coordinate: Coord
     log.info("alerts: %s", "to the log and the webhook (LEDGER_ALERT_WEBHOOK_URL set)"
              if settings.alert_webhook_url else "to the log (no LEDGER_ALERT_WEBHOOK_URL)")
 
-    def jobs_ledger() -> Ledger:
-        return open_ledger(config, database_url, ready=False)
+    def jobs_ledger() -> Ledger:  # a small pool: the jobs run one at a time
+        return open_ledger(jobs_config(config), database_url, ready=False)
 
     def build(ledger: Ledger) -> LeaderJobs:
         return LeaderJobs(coordinate, leader_jobs(ledger, config, coordinate, alerts, settings))

@@ -13,13 +13,13 @@ DELIVERY_S = 10  # bound on the first alert arriving after the process starts
 
 
 def test_serve_leads_runs_its_jobs_and_alerts_through_the_webhook(ledger, store_url):
-    with Receiver() as receiver:
-        with ServeProcess(store_url, env={"LEDGER_ALERT_WEBHOOK_URL": receiver.url}) as serve:
-            until(lambda: receiver.bodies, DELIVERY_S, "the leader_gained alert")
-            until(lambda: "leader jobs: rollover, watch, signal_log_retention"
-                  in serve.output(), DELIVERY_S, "the jobs to start")
-            assert serve.terminate() == 0
-            output = serve.output()
+    with Receiver() as receiver, ServeProcess(
+            store_url, env={"LEDGER_ALERT_WEBHOOK_URL": receiver.url}) as serve:
+        until(lambda: receiver.bodies, DELIVERY_S, "the leader_gained alert")
+        until(lambda: "leader jobs: rollover, watch, signal_log_retention" in serve.output(),
+              DELIVERY_S, "the jobs to start")
+        assert serve.terminate() == 0
+        output = serve.output()
     assert receiver.texts()[0].startswith("[ledger leader_gained]")
     assert "alerts: to the log and the webhook" in output
     assert "SECRETPATH" not in output and "Traceback" not in output

@@ -9,6 +9,7 @@ statistics need no job: the projection runner keeps ``trading_statistics`` curre
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -24,11 +25,24 @@ from service.jobs.watch import WatchJob
 
 __all__ = [
     "Clock", "Job", "JobReport", "JobSettings", "JobSettingsError", "LeaderJobs", "RolloverJob",
-    "ServeJobs", "SignalLogRetention", "SystemClock", "WatchJob", "leader_jobs",
+    "ServeJobs", "SignalLogRetention", "SystemClock", "WatchJob", "jobs_config", "leader_jobs",
     "signal_log_horizon",
 ]
 
 log = logging.getLogger("ledger.jobs")
+
+# The jobs run one at a time in one thread. A roll takes its portfolio's turn on one
+# connection and reads and saves on another; the rest need one. (The decisions' pool size
+# would keep eight idle connections open per instance for nothing.)
+JOBS_STORE_POOL_SIZE = 2
+JOBS_STORE_POOL_OVERFLOW = 1
+
+
+def jobs_config(config: LedgerConfig) -> LedgerConfig:
+    """``config`` with the store pool the jobs' own ledger needs."""
+    return dataclasses.replace(config, limits=dataclasses.replace(
+        config.limits, store_pool_size=JOBS_STORE_POOL_SIZE,
+        store_pool_overflow=JOBS_STORE_POOL_OVERFLOW))
 
 
 def leader_jobs(ledger: Ledger, config: LedgerConfig, coordinator: Coordinator,
