@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from coordination import CoordinationSettings, Coordinator, Fenced
-from service.jobs import JobReport, LeaderJobs, SystemClock
+from service.jobs import JobReport, LeaderJobs, ServeJobs, SystemClock
 from tests.coordination_servers import until
 from tests.jobs_support import ELECTION_S, FakeClock
 
@@ -166,3 +166,28 @@ def test_a_bad_job_list_is_refused(coordinators):
         LeaderJobs(leader, [Counting(), Counting()])
     with pytest.raises(ValueError, match="tick_s"):
         LeaderJobs(leader, [Counting()], tick_s=60)
+
+
+def test_serve_jobs_open_their_ledger_in_the_background_and_retry_until_the_store_answers(
+        coordinators, open_ledger):
+    (leader,) = coordinators(1)
+    attempts = []
+
+    def flaky_open():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OSError("the store does not answer yet")
+        return open_ledger()
+
+    job = Counting(interval_s=0.05)
+    jobs = ServeJobs(flaky_open, lambda ledger: LeaderJobs(leader, [job], tick_s=0.05),
+                     retry_s=0.05)
+    started = time.monotonic()
+    jobs.start()  # returns at once: serving never waits for the jobs' store
+    assert time.monotonic() - started < 0.5
+    try:
+        until(lambda: job.epochs, ELECTION_S, "the jobs to run once the store answers")
+        assert jobs.open_failures == 2 and jobs.runner is not None and jobs.runner.running
+    finally:
+        jobs.stop()
+    assert jobs.runner is not None and not jobs.runner.running

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable
 
 from coordination.coordinator import Coordinator
@@ -36,6 +37,8 @@ log = logging.getLogger("ledger.jobs")
 # would keep eight idle connections open per instance for nothing.)
 JOBS_STORE_POOL_SIZE = 2
 JOBS_STORE_POOL_OVERFLOW = 1
+OPEN_RETRY_S = 5  # the jobs' ledger could not be opened: try again this often
+OPEN_JOIN_S = 5  # stop() waits this long for an opening in progress
 
 
 def jobs_config(config: LedgerConfig) -> LedgerConfig:
@@ -62,28 +65,59 @@ def leader_jobs(ledger: Ledger, config: LedgerConfig, coordinator: Coordinator,
 class ServeJobs:
     """The leader jobs of one `ledger serve` process, for its runtime to start and stop.
 
-    ``start`` opens the jobs' own ledger (its connections never queue behind the decisions')
-    and starts the thread; ``stop`` stops the thread, posts the alerts still queued (bounded)
-    and closes the ledger."""
+    ``start`` returns at once: a thread opens the jobs' own ledger (its connections never queue
+    behind the decisions'; a store slow or down at startup delays the jobs, never serving),
+    trying again every ``retry_s``, then starts the jobs. ``stop`` stops them, posts the
+    alerts still queued (bounded) and closes the ledger."""
 
     def __init__(self, open_ledger: Callable[[], Ledger],
-                 build: Callable[[Ledger], LeaderJobs], alerts: Alerts | None = None) -> None:
+                 build: Callable[[Ledger], LeaderJobs], alerts: Alerts | None = None, *,
+                 retry_s: float = OPEN_RETRY_S) -> None:
         self._open_ledger = open_ledger
         self._build = build
         self.alerts = alerts
+        self.retry_s = retry_s
         self.ledger: Ledger | None = None
         self.runner: LeaderJobs | None = None
+        self.open_failures = 0  # attempts to open the jobs' ledger that failed
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._opener: threading.Thread | None = None
 
     def start(self) -> None:
-        self.ledger = self._open_ledger()
-        self.runner = self._build(self.ledger)
-        self.runner.start()
-        log.info("leader jobs: %s", ", ".join(job.name for job in self.runner.jobs))
+        self._stopping.clear()
+        self._opener = threading.Thread(target=self._open, name="leader-jobs-open",
+                                        daemon=True)
+        self._opener.start()
+
+    def _open(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                ledger = self._open_ledger()
+            except Exception as e:
+                self.open_failures += 1
+                log.warning("leader jobs: could not open the store (%s); trying again in "
+                            "%g s", e, self.retry_s)
+                self._stopping.wait(self.retry_s)
+                continue
+            with self._lock:
+                if self._stopping.is_set():
+                    ledger.close()
+                    return
+                self.ledger = ledger
+                self.runner = self._build(ledger).start()
+            log.info("leader jobs: %s", ", ".join(job.name for job in self.runner.jobs))
+            return
 
     def stop(self) -> None:
-        if self.runner is not None:
-            self.runner.stop()
+        self._stopping.set()
+        if self._opener is not None:
+            # Opening is bounded by the store's connect timeout; past this, leave it.
+            self._opener.join(OPEN_JOIN_S)
+        with self._lock:
+            if self.runner is not None:
+                self.runner.stop()
+            if self.ledger is not None:
+                self.ledger.close()
         if self.alerts is not None:
             self.alerts.close()
-        if self.ledger is not None:
-            self.ledger.close()

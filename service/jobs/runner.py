@@ -202,6 +202,11 @@ class LeaderJobs:
 
     # -- the thread ------------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        """The thread is started and not stopped."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> LeaderJobs:
         if self._thread is not None:
             raise RuntimeError("leader jobs already started")
