@@ -21,7 +21,7 @@ from api.health import Health
 from api.queries import Queries
 from api.read_model import ReadModel
 from api.responses import JSONResponse, error
-from api.runtime import Runtime
+from api.runtime import BackgroundJobs, Runtime
 from api.settings import ServeSettings
 from api.webhook import Webhook
 from coordination.coordinator import Coordinator
@@ -36,12 +36,14 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
                read_model: Callable[[Ledger], ReadModel] = ProjectionReads,
                run_projections: bool = True,
                coordinator: Coordinator | None = None,
-               recover: Callable[[Ledger], Any] | None = None) -> Starlette:
+               recover: Callable[[Ledger], Any] | None = None,
+               jobs: BackgroundJobs | None = None) -> Starlette:
     """The HTTP service over the ledger that ``open_ledger`` opens at startup (called once
     for the decisions and once for the projection runner, which it runs unless told not to:
     one runner leads per store, the others stand by; the runner's own ledger keeps its
     connections from queueing behind the decisions' pool). With a ``coordinator``, it
-    decides who leads, and heartbeats record this instance."""
+    decides who leads, and heartbeats record this instance; ``jobs`` (leader-only background
+    jobs) start once it and the runner run, and stop first."""
     def open_runner() -> ProjectionRunner:
         if coordinator is None:  # one runner leads per store, by the store's session lock
             return ProjectionRunner(open_ledger())
@@ -50,7 +52,7 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
                                 fence=coordinator.fenced)
 
     runtime = Runtime(settings, open_ledger, read_model,
-                      open_runner if run_projections else None, coordinator, recover)
+                      open_runner if run_projections else None, coordinator, recover, jobs)
     webhook = Webhook(runtime)
     queries = Queries(runtime)
     health = Health(runtime)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -28,7 +28,10 @@ from ledger.config import LedgerConfig
 from ledger.storage import StoreSettings, store_settings
 from projections.rebuild import drop_leftover_copies
 from projections.runner import ProjectionRunner
+from service.alerts import Alerts, alert_on_changes
 from service.desk import DeskSettings, OrderDesk
+from service.jobs import JobSettings, LeaderJobs, ServeJobs, jobs_config, leader_jobs
+from service.jobs.orders import DeskJob, ReconcileJob, desk_fence
 from service.recovery import recover
 
 if TYPE_CHECKING:
@@ -158,10 +161,90 @@ def coordinator(database_url: str | None, *, redis_url: str | None = None,
                                          settings=settings or coordination_settings())
 
 
+def job_settings(environ: Mapping[str, str] | None = None) -> JobSettings:
+    """The leader jobs' settings (``LEDGER_ROLL_AT``, ``LEDGER_SIGNAL_LOG_RETENTION_DAYS``,
+    ``LEDGER_ALERT_WEBHOOK_URL``); raises JobSettingsError (a ValueError) naming each problem."""
+    return JobSettings.from_environment(environ)
+
+
+def serve_jobs(config: LedgerConfig, database_url: str | None, coordinate: Coordinator,
+               settings: JobSettings) -> ServeJobs:
+    """The leader-only jobs of `ledger serve` (``service.jobs.leader_jobs``) and its alerts:
+    leadership and mode changes are alerted from ``coordinate``. The jobs' ledger is opened
+    when the runtime starts them, like the projection runner's."""
+    alerts = Alerts(settings.alert_webhook_url, source=coordinate.instance_id)
+    alert_on_changes(coordinate, alerts)
+    log.info("alerts: %s", "to the log and the webhook (LEDGER_ALERT_WEBHOOK_URL set)"
+             if settings.alert_webhook_url else "to the log (no LEDGER_ALERT_WEBHOOK_URL)")
+
+    def jobs_ledger() -> Ledger:  # a small pool: the jobs run one at a time
+        return open_ledger(jobs_config(config), database_url, ready=False)
+
+    def build(ledger: Ledger) -> LeaderJobs:
+        return LeaderJobs(coordinate, leader_jobs(ledger, config, coordinate, alerts, settings))
+
+    return ServeJobs(jobs_ledger, build, alerts)
+
+
+ORDER_LEASE_TTL_MS = 15_000  # the desk's term: covers a broker call (5 s) three times over
+ORDER_RENEW_INTERVAL_MS = 3_000
+ORDER_FOLLOWER_POLL_MS = 500
+
+
+class DeskJobs:
+    """The order desk of `ledger serve`: its own term (role ``orders``), its jobs (send,
+    settle, fill; reconcile), its own ledger. Started and stopped with the other jobs."""
+
+    def __init__(self, config: LedgerConfig, database_url: str | None,
+                 coordinate: Coordinator) -> None:
+        self.coordinator = Coordinator.from_database_url(
+            store_settings(database_url).url, redis_url=coordinate.redis_url, name="orders",
+            namespace=coordinate.namespace, instance_id=coordinate.instance_id,
+            settings=replace(coordinate.settings, lease_ttl_ms=ORDER_LEASE_TTL_MS,
+                             renew_interval_ms=ORDER_RENEW_INTERVAL_MS,
+                             follower_poll_ms=ORDER_FOLLOWER_POLL_MS))
+        broker_, desk_settings = broker()
+        fence = desk_fence(self.coordinator)
+
+        def build(ledger: Ledger) -> LeaderJobs:
+            desk_ = OrderDesk(ledger, broker_, fence=fence, settings=desk_settings)
+            return LeaderJobs(self.coordinator, [DeskJob(desk_, self.coordinator),
+                                                 ReconcileJob(desk_)])
+
+        self.jobs = ServeJobs(lambda: open_ledger(jobs_config(config), database_url,
+                                                  ready=False), build)
+
+    def start(self) -> None:
+        self.coordinator.start()
+        self.jobs.start()
+
+    def stop(self) -> None:
+        self.jobs.stop()
+        self.coordinator.stop()  # hands the orders term over at once
+
+
+class AllJobs:
+    """Several background components, started in order and stopped in reverse."""
+
+    def __init__(self, *parts: Any) -> None:
+        self.parts = parts
+
+    def start(self) -> None:
+        for part in self.parts:
+            part.start()
+
+    def stop(self) -> None:
+        for part in reversed(self.parts):
+            part.stop()
+
+
 def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | None,
-             *, coordinate: Coordinator | None = None) -> Starlette:
+             *, coordinate: Coordinator | None = None,
+             jobs: JobSettings | None = None) -> Starlette:
     """`ledger serve`'s application: webhook and reads over the store, with the projection
-    runner in the process, led by ``coordinate`` (one instance leads; the others stand by)."""
+    runner in the process, led by ``coordinate`` (one instance leads; the others stand by),
+    and the leader-only jobs (``jobs``: their settings, default from the environment), run
+    while this instance leads."""
     from api.app import create_app  # the HTTP stack loads only for `ledger serve`
 
     def serving_ledger() -> Ledger:
@@ -174,4 +257,10 @@ def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | 
             log.warning("store not ready yet: %s", e)
         return ledger
 
-    return create_app(settings, serving_ledger, coordinator=coordinate, recover=recover)
+    background = None
+    if coordinate is not None:
+        background = AllJobs(serve_jobs(config, database_url, coordinate,
+                                        jobs or job_settings()),
+                             DeskJobs(config, database_url, coordinate))
+    return create_app(settings, serving_ledger, coordinator=coordinate, recover=recover,
+                      jobs=background)

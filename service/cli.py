@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import IO, Any
 
 from eventsourcing.persistence import PersistenceError
@@ -30,6 +31,7 @@ from ledger.signals import InvalidSignal, Problem, is_fingerprint, parse_instant
 from ledger.storage import StoreUrlError
 from projections.rows import order_row as rows_of
 from service import bootstrap
+from service.jobs.settings import JobSettingsError
 
 EXIT_OK, EXIT_INVALID, EXIT_STORE, EXIT_NOT_FOUND, EXIT_CONTENDED = 0, 2, 3, 4, 5
 EXIT_DIFFERS = 1  # `ledger verify`: the tables differ from the log
@@ -230,9 +232,12 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from projections.verify import render, verify
+    from service.jobs import SystemClock, signal_log_horizon
 
+    days = bootstrap.job_settings().retention_days  # as the leader's retention job reads it
     ledger = _open_ledger(args, migrated=True)
-    position, diffs = verify(ledger)
+    position, diffs = verify(ledger, signal_log_horizon=signal_log_horizon(SystemClock().now(),
+                                                                           days))
     print(render(position, diffs, ledger.recorder.max_notification_id() or 0))
     return EXIT_DIFFERS if diffs else EXIT_OK
 
@@ -335,6 +340,49 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_DIFFERS if findings else EXIT_OK
 
 
+def cmd_roll_due(args: argparse.Namespace) -> int:
+    """Run the leader's rollover scan once, now or at ``--at``. Unfenced: it is the operator's
+    explicit command. Running it while the leader's job runs is still safe: each roll is
+    idempotent per (position, expiry) and the position's stream version lets one of two
+    concurrent rolls commit."""
+    from service.jobs import RolloverJob, SystemClock
+
+    problems: list[Problem] = []
+    at = None if args.at is None else parse_instant(args.at, "--at", problems)
+    if problems:
+        for p in problems:
+            _err(f"{p.field}: {p.message}")
+        return EXIT_INVALID
+    settings = bootstrap.job_settings()
+    ledger = _open_ledger(args)
+    job = RolloverJob(ledger, ledger.config, _FixedClock(at) if at else SystemClock(),
+                      roll_at=settings.roll_at)
+    report = job.roll_due(dry_run=args.dry_run)
+    for item in report.done:
+        _err(f"rolled {item['position_id']} from {item['from_expiry']} to "
+             f"{item['to_expiry']} at {item['price']}")
+    for item in report.facts.get("due", []):
+        _err(f"due: {item['position_id']} from {item['from_expiry']} at {item['price']} "
+             f"({item['trading_days_left']} trading days left)")
+    for item in (*report.skipped, *report.errors):
+        _err(f"not rolled: {item['position_id']}: {item.get('reason') or item.get('error')}")
+    _out(report.as_dict(), pretty=True)
+    return EXIT_OK if not report.errors else EXIT_CONTENDED
+
+
+class _FixedClock:
+    """`roll-due --at`: the scan and the rolls happen at that instant."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def sleep(self, seconds: float) -> None:
+        pass
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.serve import run  # the HTTP stack loads only for this command
 
@@ -396,6 +444,16 @@ def build_parser() -> argparse.ArgumentParser:
         "reconcile", help="compare open quantities with the broker's (exit 1 on a mismatch)")
     reconcile.add_argument("--json", action="store_true")
 
+
+    roll_due = commands.add_parser(
+        "roll-due", help="roll every position whose contract is due, once (the leader does "
+                         "this on a schedule)")
+    roll_due.add_argument("--at", default=None, metavar="TIME",
+                          help="scan and roll as at this instant, e.g. 2025-11-25T04:00:00Z "
+                               "(a time zone is required; default: now)")
+    roll_due.add_argument("--dry-run", action="store_true",
+                          help="list what is due; roll nothing")
+
     serve = commands.add_parser("serve", help="the HTTP service: webhook, books, health")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (any but loopback needs "
@@ -418,6 +476,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rebuild-projections": cmd_rebuild,
     "verify": cmd_verify,
     "trail": cmd_trail,
+    "roll-due": cmd_roll_due,
     "serve": cmd_serve,
     "orders": cmd_orders,
     "halt": cmd_halt,
@@ -430,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, StoreUrlError, bootstrap.BrokerSettingsError) as e:
+    except (ConfigError, StoreUrlError, JobSettingsError, bootstrap.BrokerSettingsError) as e:
         _err(str(e))
         return EXIT_INVALID
     except FileNotFoundError as e:

@@ -256,13 +256,15 @@ class OrderDesk:
     # -- 2. sends ---------------------------------------------------------------------------
 
     def _ids(self, statuses: tuple[str, ...]) -> list[str]:
-        """Intent ids in these states, oldest decision first (from the orders table; each is
-        then read from its own stream before anything is done with it)."""
+        """Intent ids in these states, oldest decision first and within one its buys first
+        (a failure between two legs then never leaves a short option unhedged), from the
+        orders table; each is read from its own stream before anything is done with it."""
         p = self.tables.p
         marks = ", ".join([p] * len(statuses))
         with self.ledger.transaction(read_only=True) as cursor:
-            rows = self.tables.read(cursor, ORDERS, f"WHERE status IN ({marks}) "
-                                    f"ORDER BY decided_at, intent_id", statuses)
+            rows = self.tables.read(cursor, ORDERS, f"WHERE status IN ({marks}) ORDER BY "
+                                    f"decided_at, CASE side WHEN 'BUY' THEN 0 ELSE 1 END, "
+                                    f"intent_id", statuses)
         return [row["intent_id"] for row in rows]
 
     def _order(self, intent: str) -> Order:

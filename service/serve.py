@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         settings = from_environment(config.limits, host=args.host, port=args.port)
         settings.check_startable(config.limits, store.dialect.bounded_pool)
         coordinator = bootstrap.coordinator(args.database_url)
+        bootstrap.broker()  # a broker misconfigured stops us here, not at the first order
+        jobs = bootstrap.job_settings()
     except (SettingsError, CoordinationSettingsError, ValueError) as e:
         print(f"ledger: {e}", file=sys.stderr)
         return EXIT_INVALID
@@ -83,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
              "off" if settings.allowlist is None else ", ".join(map(str, settings.allowlist)))
     log.info("coordination: %s", f"Redis at {redact(coordinator.redis_url)}"
              if coordinator.redis_url else "through the store (no LEDGER_REDIS_URL)")
-    app = bootstrap.http_app(settings, config, args.database_url, coordinate=coordinator)
+    app = bootstrap.http_app(settings, config, args.database_url, coordinate=coordinator,
+                             jobs=jobs)
     asyncio.run(serve_until_signalled(app, hypercorn_config(settings,
                                                             access_log=args.access_log)))
     log.info("stopped")

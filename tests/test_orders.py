@@ -299,3 +299,11 @@ def test_reconciliation_names_each_kind_of_mismatch_and_records_it(ledger, fake)
                                               ledger.position(bank.position_id).pe_symbol)
     assert desk.desk().findings == list(desk.reconcile())  # recorded, and not again
     assert server.placed_count == 1  # reconciliation never trades
+
+
+def test_buys_go_first_so_no_option_is_ever_short_without_its_hedge(ledger):
+    broker = PaperBroker()
+    desk = desk_on(ledger, broker, Clock(), price_orders=True)
+    ledger.decide(Alerts().base(52000, 51900, 100))
+    run(desk)
+    assert [t.side for t in broker.trade_book()] == ["BUY", "SELL"]
