@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from api import openapi
 from api.health import Health
+from api.orders import Orders
 from api.queries import Queries
 from api.read_model import ReadModel
 from api.responses import JSONResponse, error
@@ -56,6 +57,7 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
     webhook = Webhook(runtime)
     queries = Queries(runtime)
     health = Health(runtime)
+    orders = Orders(runtime)
     document = openapi.document(list_limit_max=settings.list_limit_max,
                                 list_limit_default=settings.list_limit_default)
 
@@ -85,6 +87,11 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
         Route("/ready/webhook", health.ready_for_webhooks, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
         Route("/instances", health.instances, methods=["GET"]),
+        Route("/orders", orders.orders, methods=["GET"]),
+        Route("/orders/{intent_id}", orders.order, methods=["GET"]),
+        Route("/reconciliation", orders.reconciliation, methods=["GET"]),
+        Route("/halt", orders.halt, methods=["POST"]),
+        Route("/resume", orders.resume, methods=["POST"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={

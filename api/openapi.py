@@ -295,6 +295,10 @@ def _read(summary: str, operation_id: str, schema_ref: str, parameters: list[dic
                     "parameters": parameters, "responses": responses}}
 
 
+ORDER_STATES = ("intended", "sent", "unknown", "not_placed", "acknowledged",
+                "partially_filled", "filled", "rejected")
+ORDER = {"type": "object", "required": ["intent_id", "status", "symbol", "side", "quantity"]}
+
 HEALTH = {
     "type": "object", "required": ["status", "instance_id", "leader", "leader_epoch",
                                    "coordination"],
@@ -373,6 +377,55 @@ def document(*, list_limit_max: int, list_limit_default: int,
                                 "operationId": "health",
                                 "responses": {"200": {"description": "alive", "content": {
                                     "application/json": {"schema": HEALTH}}}}}},
+            "/orders": {"get": {
+                "summary": "The order desk's orders, newest decision first",
+                "operationId": "orders", "security": BEARER,
+                "parameters": [{"name": "state", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": list(ORDER_STATES)}}],
+                "responses": {
+                    "200": {"description": "orders", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["orders"], "properties": {
+                            "orders": {"type": "array", "items": ORDER}}}}}},
+                    "400": _err("A query parameter is invalid"),
+                    "401": _err("Token missing or wrong"),
+                    "503": _err("Store unavailable")}}},
+            "/orders/{intent_id}": {"get": {
+                "summary": "One order and its events", "operationId": "order",
+                "security": BEARER,
+                "parameters": [{"name": "intent_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the order", "content": {"application/json": {
+                        "schema": {"type": "object"}}}},
+                    "401": _err("Token missing or wrong"),
+                    "404": _err("No such order"),
+                    "503": _err("Store unavailable")}}},
+            "/reconciliation": {"get": {
+                "summary": "The last reconciliation's findings, and the kill switch",
+                "operationId": "reconciliation", "security": BEARER,
+                "responses": {
+                    "200": {"description": "findings", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["findings", "halted"]}}}},
+                    "401": _err("Token missing or wrong"),
+                    "503": _err("Store unavailable")}}},
+            "/halt": {"post": {
+                "summary": "Kill switch: stop sending orders (intents are still recorded)",
+                "operationId": "halt", "security": BEARER,
+                "parameters": [{"name": "reason", "in": "query", "required": False,
+                                "schema": {"type": "string", "maxLength": 200}}],
+                "responses": {
+                    "200": {"description": "halted", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["halted"]}}}},
+                    "401": _err("Token missing or wrong"),
+                    "503": _err("Store unavailable")}}},
+            "/resume": {"post": {
+                "summary": "Send orders again, starting with those held",
+                "operationId": "resume", "security": BEARER,
+                "responses": {
+                    "200": {"description": "resumed", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["halted"]}}}},
+                    "401": _err("Token missing or wrong"),
+                    "503": _err("Store unavailable")}}},
             "/instances": {"get": {
                 "summary": "Every instance's last heartbeat: active (leads), standby, stopped "
                            "or crashed (no heartbeat within the staleness bound)",

@@ -194,7 +194,8 @@ def test_health_ready_and_openapi_need_no_token(api):
     assert {"/webhook", "/webhook/{portfolio}", "/portfolio", "/positions",
             "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
             "/signals/{fingerprint}/trail", "/health", "/ready", "/ready/webhook", "/metrics",
-            "/instances", "/openapi.json"} == set(document["paths"])
+            "/instances", "/orders", "/orders/{intent_id}", "/reconciliation", "/halt",
+            "/resume", "/openapi.json"} == set(document["paths"])
 
 
 def test_ready_is_503_on_a_store_never_migrated(new_store_url, backend):

@@ -307,3 +307,30 @@ def test_buys_go_first_so_no_option_is_ever_short_without_its_hedge(ledger):
     ledger.decide(Alerts().base(52000, 51900, 100))
     run(desk)
     assert [t.side for t in broker.trade_book()] == ["BUY", "SELL"]
+
+
+def test_orders_and_the_kill_switch_over_http(ledger, store_url):
+    from tests.api_client import TOKEN, projected, service
+
+    desk = desk_on(ledger, PaperBroker(), Clock(), price_orders=True)
+    ledger.decide(Alerts().base(52000, 51900, 100))
+    run(desk)
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with service(store_url, api_token=TOKEN) as api:
+        projected(api)
+        assert api.get("/orders").status_code == 401
+        orders = api.get("/orders", headers=auth).json()["orders"]
+        assert sorted(o["leg"] for o in orders) == ["CE", "PE"]
+        assert {o["status"] for o in orders} == {FILLED}
+        one = api.get(f"/orders/{orders[0]['intent_id']}", headers=auth).json()
+        assert [e["type"] for e in one["events"]] == [
+            "OrderIntended", "OrderSent", "OrderAcknowledged", "OrderFilled"]
+        assert api.get("/orders", params={"state": "nope"}, headers=auth).status_code == 400
+        assert api.get("/orders/no-such-order", headers=auth).status_code == 404
+        assert api.post("/halt", params={"reason": "broker down"}).status_code == 401
+        assert api.post("/halt", params={"reason": "broker down"}, headers=auth).json() == {
+            "halted": True, "reason": "broker down"}
+        assert desk.desk().halted
+        assert api.get("/reconciliation", headers=auth).json()["halted"] is True
+        assert api.post("/resume", headers=auth).json() == {"halted": False}
+        assert not desk.desk().halted
