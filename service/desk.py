@@ -421,8 +421,9 @@ class OrderDesk:
             findings.append({"kind": kind, "symbol": key[0], "exchange": key[1],
                              "ledger_quantity": want, "broker_quantity": have})
         desk = self.desk()
+        unchanged = len(desk.pending_events)  # a new desk's DeskOpened is not news either
         desk.reconciled(findings, self.clock())
-        if desk.pending_events:
+        if len(desk.pending_events) > unchanged:
             self.ledger.save(desk, fence=fence)
         for finding in findings:
             log.warning("reconciliation: %s %s on %s: ledger %d, broker %d", finding["kind"],

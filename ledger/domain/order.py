@@ -214,8 +214,9 @@ class Desk(Aggregate):
 
     def reconciled(self, findings: list[dict[str, Any]], at: datetime) -> None:
         """Record a reconciliation whose findings differ from the last one's (an unchanged
-        result is not news: the log would fill with the same facts every few minutes)."""
-        if findings != self.findings or self.reconciled_at is None:
+        result is not news: the log would fill with the same facts every few minutes; a
+        first clean one is not news either)."""
+        if findings != self.findings:
             self._reconciled(findings=findings, at=at)
 
     def halt(self, reason: str, at: datetime) -> None:

@@ -70,10 +70,10 @@ class SignalLogRetention:
         cutoff = self.ledger.dialect.to_db("ts", wire.iso(horizon))
         deadline = Deadline(self.timeout_ms)
         report = JobReport(facts={"horizon": horizon, "deleted": 0, "batches": 0})
-        while True:
-            if deadline.passed or not leading(self.coordinator, epoch):
-                report.more = True
-                break
+        if not leading(self.coordinator, epoch):
+            report.more = True
+            return report
+        while True:  # a batch at least, then as many as the deadline allows
             with self.ledger.transaction() as cursor:
                 cursor.execute(self._delete, (cutoff, self.batch_rows))
                 # Counted from RETURNING: the library's SQLite cursor has no rowcount.
@@ -86,6 +86,9 @@ class SignalLogRetention:
             if deleted:
                 report.done.append({"deleted": deleted})
             if deleted < self.batch_rows:
+                break
+            if deadline.passed or not leading(self.coordinator, epoch):
+                report.more = True
                 break
         if report.facts["deleted"]:
             log.info("signal_log: pruned %d rows processed before %s (%d batches)%s",
