@@ -194,7 +194,7 @@ def test_health_ready_and_openapi_need_no_token(api):
     assert {"/webhook", "/webhook/{portfolio}", "/portfolio", "/positions",
             "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
             "/signals/{fingerprint}/trail", "/health", "/ready", "/ready/webhook", "/metrics",
-            "/openapi.json"} == set(document["paths"])
+            "/instances", "/openapi.json"} == set(document["paths"])
 
 
 def test_ready_is_503_on_a_store_never_migrated(new_store_url, backend):
