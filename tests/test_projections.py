@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
@@ -43,6 +44,27 @@ def same_answers(ledger: Ledger) -> None:
     for portfolio in (None, "default", "alpha"):
         assert tables.signals(portfolio=portfolio, limit=100) == log.signals(
             portfolio=portfolio, limit=100)
+    # The filters and pages the HTTP API adds (docs/API.md), on the same rows.
+    signals = log.signals(portfolio=None, limit=100)
+    middle = sorted(s["signal_timestamp"] for s in signals)[len(signals) // 2:][:1]
+    for query in [{"decision": "rejected"}, {"signal_type": "MARKET_DATA"},
+                  {"instrument": "gold_mini", "decision": "accepted"},
+                  *[{"signal_from": _instant(t)} for t in middle],
+                  *[{"signal_to": _instant(t)} for t in middle],
+                  *[{"before": s["id"]} for s in signals[1:2]]]:
+        assert tables.signals(portfolio=None, limit=100, **query) == log.signals(
+            portfolio=None, limit=100, **query), query
+    positions = log.positions(portfolio=None, status=None, instrument=None, limit=100)
+    entered = sorted(p["entry_timestamp"] for p in positions)[len(positions) // 2:][:1]
+    for query in [*[{"entered_from": _instant(t)} for t in entered],
+                  *[{"entered_to": _instant(t), "status": "closed"} for t in entered],
+                  *[{"before": (p["created_at"], p["position_id"])} for p in positions[1:2]]]:
+        query = {"portfolio": None, "status": None, "instrument": None, "limit": 100, **query}
+        assert tables.positions(**query) == log.positions(**query), query
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 @pytest.fixture
