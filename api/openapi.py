@@ -186,7 +186,8 @@ TRAIL = {
         "instrument": {"type": "string"},
         "position": NULLABLE_STRING,
         "signal_timestamp": {"type": "string"},
-        "payload": {"type": "object", "description": "the alert as received, secret removed"},
+        "payload": {"type": "object", "description": "the alert as sent (numbers with their "
+                                                     "own text), secret removed"},
         "deliveries": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["delivery", "received_at", "instance_id",
                                            "duplicate"],

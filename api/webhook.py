@@ -137,7 +137,8 @@ class Webhook:
         wait_ms = min(s.signal_lock_wait_ms, int(remaining_s * 1000 * DEDUPE_WAIT_SHARE))
 
         def decide() -> Decision:
-            signal = parse_signal(data, portfolio, ledger.config)  # InvalidSignal: 422
+            # InvalidSignal: 422. The body's text goes with it: the receipt keeps it as sent.
+            signal = parse_signal(data, portfolio, ledger.config, raw=body)
             with dedupe.turn(signal.fingerprint, wait_ms):
                 return ledger.decide_signal(signal)
 

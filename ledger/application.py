@@ -49,7 +49,7 @@ from ledger.domain import (
     stream_id,
     stream_name,
 )
-from ledger.presenters import decision_body, event_type, facts, summarize
+from ledger.presenters import decision_body, event_type, facts, payload_as_sent, summarize
 from ledger.signals import InvalidSignal, Problem, parse_signal
 from ledger.storage import StoreSettings, store_settings
 
@@ -171,12 +171,16 @@ class Ledger(Application[UUID]):
     # -- deciding -------------------------------------------------------------------------
 
     def decide(self, body: bytes | str | Mapping[str, Any], portfolio: str = "default",
-               *, received_at: datetime | None = None) -> Decision:
+               *, received_at: datetime | None = None,
+               request_id: str | None = None) -> Decision:
         """Validate and decide one alert. Raises InvalidSignal (nothing appended)."""
         return self.decide_signal(parse_signal(body, portfolio, self.config),
-                                  received_at=received_at)
+                                  received_at=received_at, request_id=request_id)
 
-    def decide_signal(self, signal: Signal, *, received_at: datetime | None = None) -> Decision:
+    def decide_signal(self, signal: Signal, *, received_at: datetime | None = None,
+                      request_id: str | None = None) -> Decision:
+        """Decide ``signal`` once; a later delivery is answered from its receipt.
+        ``request_id``: the delivery's (an HTTP request's), recorded in the receipt."""
         params = self.config.portfolio(signal.portfolio)
         instrument = self.config.instrument(signal.instrument)
         if params is None or instrument is None:
@@ -189,9 +193,10 @@ class Ledger(Application[UUID]):
         for attempt in range(1, limits.decision_attempts_max + 1):
             prior = self._receipt(record_id)
             if prior is not None:
-                decision = self._try_redeliver(prior, received_at)
+                decision = self._try_redeliver(prior, received_at, request_id)
             else:
-                decision = self._try_decide(signal, params, instrument, contract, received_at)
+                decision = self._try_decide(signal, params, instrument, contract, received_at,
+                                            request_id)
             if decision is not None:
                 return decision
             # Either another delivery of this signal won (the next attempt answers with its
@@ -202,9 +207,10 @@ class Ledger(Application[UUID]):
             f"{signal.fingerprint}: {limits.decision_attempts_max} attempts lost version "
             f"conflicts; nothing was decided")
 
-    def _try_redeliver(self, prior: SignalRecord, received_at: datetime) -> Decision | None:
+    def _try_redeliver(self, prior: SignalRecord, received_at: datetime,
+                       request_id: str | None) -> Decision | None:
         """Answer with the first decision and count the delivery (None: lost a conflict)."""
-        prior.redeliver(received_at, self.instance_id)
+        prior.redeliver(received_at, self.instance_id, request_id)
         try:
             recordings = self.save(prior)
         except IntegrityError:  # another delivery of the same signal counted at this moment
@@ -213,7 +219,8 @@ class Ledger(Application[UUID]):
                         log_position=recordings[-1].notification.id)
 
     def _try_decide(self, signal: Signal, params: PortfolioParams, instrument: Instrument,
-                    contract: Contract, received_at: datetime) -> Decision | None:
+                    contract: Contract, received_at: datetime,
+                    request_id: str | None) -> Decision | None:
         """One attempt at a first decision (None: lost a version conflict, nothing saved)."""
         with self._turn(signal.portfolio):
             portfolio = self._load_portfolio(signal.portfolio, params)
@@ -237,7 +244,7 @@ class Ledger(Application[UUID]):
                 signal_type=signal.type.value, instrument=signal.instrument,
                 position=signal.position, signal_timestamp=signal.timestamp,
                 payload=dict(signal.payload or {}), decision=body, received_at=received_at,
-                instance_id=self.instance_id)
+                instance_id=self.instance_id, raw=signal.raw, request_id=request_id)
             new_versions = range(portfolio.version - len(portfolio.pending_events) + 1,
                                  portfolio.version + 1)
             try:
@@ -451,12 +458,15 @@ class Ledger(Application[UUID]):
         for e in self.events.get(SignalRecord.create_id(fingerprint)):
             assert isinstance(e, CanMutateAggregate)
             record = e.mutate(record)
-            deliveries.append({
+            delivery = {
                 "delivery": e.originator_version,
                 "received_at": wire.iso(e.received_at),  # type: ignore[attr-defined]
                 "instance_id": e.instance_id,  # type: ignore[attr-defined]
                 "duplicate": e.originator_version > 1,
-            })
+            }
+            if e.request_id is not None:  # type: ignore[attr-defined]  # absent: CLI, or older
+                delivery["request_id"] = e.request_id  # type: ignore[attr-defined]
+            deliveries.append(delivery)
         if record is None:
             raise UnknownSignal(fingerprint)
         return {
@@ -466,7 +476,7 @@ class Ledger(Application[UUID]):
             "instrument": record.instrument,
             "position": record.position,
             "signal_timestamp": wire.iso(record.signal_timestamp),
-            "payload": record.payload,
+            "payload": payload_as_sent(record),
             "deliveries": deliveries,
             "decision": record.decision,
             "events": self._decision_events(record.decision["events"]),

@@ -101,9 +101,16 @@ def parse_json(body: bytes | str) -> Any:
 
 
 def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
-                 config: LedgerConfig) -> Signal:
-    """Validate one alert for ``portfolio``; raise InvalidSignal naming every problem."""
-    data = parse_json(body) if isinstance(body, (bytes, str)) else body
+                 config: LedgerConfig, *, raw: bytes | str | None = None) -> Signal:
+    """Validate one alert for ``portfolio``; raise InvalidSignal naming every problem.
+
+    ``raw``: the JSON text ``body`` was parsed from, when ``body`` is that parse (the webhook
+    reads it first); the signal keeps it, less the secret, as received (``without_secret``).
+    """
+    if isinstance(body, (bytes, str)):
+        raw, data = body, parse_json(body)
+    else:
+        data = body
     if not isinstance(data, Mapping):
         raise InvalidSignal([Problem("body", "must be a JSON object")])
     problems: list[Problem] = []
@@ -155,7 +162,53 @@ def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
         er=er,
         reason=reason,
         payload=payload,
+        raw=None if raw is None else without_secret(
+            raw.decode("utf-8") if isinstance(raw, bytes) else raw),
     )
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's insignificant whitespace
+
+
+def _skip_whitespace(text: str, at: int) -> int:
+    match = _WHITESPACE.match(text, at)
+    assert match is not None  # it matches the empty string too
+    return match.end()
+
+
+def without_secret(text: str) -> str:
+    """A JSON object's text with every top-level ``secret`` member cut out (however its name
+    is escaped), and with it the comma that separated it: every other byte as sent.
+
+    ``text`` must already have parsed as a JSON object (``parse_json``): it is scanned again
+    member by member, each name and value decoded only to find where it ends."""
+    decoder = json.JSONDecoder()
+    at = _skip_whitespace(text, 0)
+    assert text[at] == "{", "not a JSON object"
+    at = _skip_whitespace(text, at + 1)
+    members: list[tuple[str, int, int]] = []  # (name, start, end) of each member
+    while text[at] != "}":
+        start = at
+        name, at = decoder.raw_decode(text, at)
+        at = _skip_whitespace(text, _skip_whitespace(text, at) + 1)  # past the ':'
+        _, at = decoder.raw_decode(text, at)
+        members.append((name, start, at))
+        at = _skip_whitespace(text, at)
+        if text[at] == ",":
+            at = _skip_whitespace(text, at + 1)
+    kept = [i for i, (name, _, _) in enumerate(members) if name != SECRET_FIELD]
+    if len(kept) == len(members):
+        return text
+    if not kept:
+        return text[:members[0][1]] + text[members[-1][2]:]
+    pieces = [text[:members[0][1]]]
+    for n, i in enumerate(kept):
+        if n:  # the separator that followed the previous kept member
+            previous = kept[n - 1]
+            pieces.append(text[members[previous][2]:members[previous + 1][1]])
+        pieces.append(text[members[i][1]:members[i][2]])
+    pieces.append(text[members[-1][2]:])
+    return "".join(pieces)
 
 
 def unstorable_text(data: Mapping[str, Any]) -> list[Problem]:
