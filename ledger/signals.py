@@ -34,6 +34,10 @@ EXPONENT_MAX = 999_999
 # Text the store cannot hold: U+0000 (Postgres text and JSONB refuse it) and lone UTF-16
 # surrogates (not Unicode scalar values: they cannot be encoded as UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# A TradingView placeholder ({{close}}, {{strategy.order.action}}, {{plot("ATR")}}): in an
+# alert that fired it is replaced by its value, so one that arrives as text means the alert's
+# message was not filled in (sent from elsewhere, or the placeholder does not apply there).
+_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,11 @@ class InvalidSignal(ValueError):
     def __init__(self, problems: list[Problem]):
         super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
         self.problems = problems
+
+
+class UnfilledTemplate(InvalidSignal):
+    """Some of the alert's values are TradingView placeholders TradingView did not fill in
+    (``{{close}}`` as text): each is a problem naming its field and the placeholder."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -145,6 +154,11 @@ def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
     if reason is not None and not isinstance(reason, str):
         problems.append(Problem("reason", "must be a string"))
     problems.extend(unstorable_text(data))
+    unfilled = unfilled_placeholders(data)
+    if unfilled:
+        # What is wrong with those fields is the placeholder, not its form.
+        named = {p.field for p in unfilled}
+        raise UnfilledTemplate([*unfilled, *(p for p in problems if p.field not in named)])
     if problems:
         raise InvalidSignal(problems)
     assert signal_type is not None and instrument is not None
@@ -227,6 +241,29 @@ def unstorable_text(data: Mapping[str, Any]) -> list[Problem]:
                 if isinstance(key, str) and _UNSTORABLE.search(key):
                     problems.append(Problem(_path_key(path, key),
                                             _unstorable_message(key, "is a name that contains")))
+            stack.extend((v, _path_key(path, k)) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
+    return problems
+
+
+def unfilled_placeholders(data: Mapping[str, Any]) -> list[Problem]:
+    """A Problem for every string value, however deeply nested, holding a TradingView
+    placeholder TradingView did not fill in, named by its path (``price``,
+    ``extra.levels[1]``). The secret is not looked at (it is checked before, never echoed)."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, str]] = [({k: v for k, v in data.items() if k != SECRET_FIELD}, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            found = _PLACEHOLDER.search(value)
+            if found:
+                shown = found.group() if len(found.group()) <= 80 else found.group()[:77] + "…"
+                problems.append(Problem(path, (
+                    f"holds the TradingView placeholder {shown}, not its value: the alert "
+                    f"template was not filled in (TradingView fills placeholders only when the "
+                    f"alert fires, and only those that apply to it)")))
+        elif isinstance(value, Mapping):
             stack.extend((v, _path_key(path, k)) for k, v in reversed(value.items()))
         elif isinstance(value, list):
             stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
