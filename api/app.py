@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,6 +21,8 @@ from api import openapi
 from api.health import Health
 from api.queries import Queries
 from api.read_model import ReadModel
+from api.request_ids import HEADER as REQUEST_ID_HEADER
+from api.request_ids import RequestIdMiddleware, request_id
 from api.responses import JSONResponse, error
 from api.runtime import Runtime
 from api.settings import ServeSettings
@@ -88,7 +91,7 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         HTTPException: _http_error,
         Exception: _internal_error,
-    })
+    }, middleware=[Middleware(RequestIdMiddleware)])
     app.state.runtime = runtime
     return app
 
@@ -102,6 +105,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _internal_error(request: Request, exc: Exception) -> Response:
     # A bug, never an input: inputs are answered 4xx before they reach the ledger. Logged
     # with its traceback; the answer says nothing about the request or the configuration.
-    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error(500, "internal_error", "internal error; see the server log")
+    # Answered outside the request-id middleware: the id is echoed here.
+    rid = request_id(request)
+    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc,
+              extra={"request_id": rid})
+    return error(500, "internal_error", "internal error; see the server log",
+                 headers={REQUEST_ID_HEADER: rid} if rid else None)
 

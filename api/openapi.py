@@ -194,7 +194,10 @@ TRAIL = {
             "properties": {"delivery": {"type": "integer", "minimum": 1},
                            "received_at": {"type": "string"},
                            "instance_id": {"type": "string"},
-                           "duplicate": {"type": "boolean"}}}},
+                           "duplicate": {"type": "boolean"},
+                           "request_id": {"type": "string", "description": (
+                               "the delivering request's X-Request-ID (absent: delivered "
+                               "from the command line, or recorded before ids were kept)")}}}},
         "decision": {"$ref": "#/components/schemas/Decision"},
         "events": {"type": "array", "items": {
             "type": "object", "required": ["stream", "version", "type", "recorded_at",
