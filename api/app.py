@@ -39,17 +39,20 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
                read_model: Callable[[Ledger], ReadModel] = ProjectionReads,
                run_projections: bool = True,
                coordinator: Coordinator | None = None,
-               recover: Callable[[Ledger], Any] | None = None) -> Starlette:
-    """The HTTP service over the ledger that ``open_ledger`` opens at startup (called once
-    for the decisions and once for the projection runner, which it runs unless told not to:
-    one runner leads per store, the others stand by; the runner's own ledger keeps its
-    connections from queueing behind the decisions' pool). With a ``coordinator``, it
-    decides who leads, and heartbeats record this instance."""
+               recover: Callable[[Ledger], Any] | None = None,
+               open_runner_ledger: Callable[[], Ledger] | None = None) -> Starlette:
+    """The HTTP service over the ledger that ``open_ledger`` opens at startup, for the
+    decisions and reads, and the projection runner's (``open_runner_ledger``, default
+    ``open_ledger``: a ledger of its own, so its connections never queue behind the
+    decisions' pool, and a smaller pool), which it runs unless told not to: one runner leads
+    per store, the others stand by. With a ``coordinator``, it decides who leads, and
+    heartbeats record this instance."""
     def open_runner() -> ProjectionRunner:
+        ledger = (open_runner_ledger or open_ledger)()
         if coordinator is None:  # one runner leads per store, by the store's session lock
-            return ProjectionRunner(open_ledger())
+            return ProjectionRunner(ledger)
         # Led by the coordinator, every batch fenced by its term.
-        return ProjectionRunner(open_ledger(), leadership=coordinator.leadership(),
+        return ProjectionRunner(ledger, leadership=coordinator.leadership(),
                                 fence=coordinator.fenced)
 
     runtime = Runtime(settings, open_ledger, read_model,

@@ -25,6 +25,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import (
+    InfrastructureFactory,
     IntegrityError,
     JSONTranscoder,
     PersistenceError,
@@ -125,15 +126,26 @@ class Ledger(Application[UUID]):
     name = "Ledger"  # tables: ledger_events, ledger_snapshots
 
     def __init__(self, config: LedgerConfig, database_url: str | None = None, *,
-                 instance_id: str | None = None) -> None:
+                 instance_id: str | None = None, pool: tuple[int, int] | None = None,
+                 connection_name: str = "ledger") -> None:
+        """``pool``: (connections kept, extra under load) on Postgres, when this ledger needs
+        other than ``store_pool_size`` and ``store_pool_overflow`` (the projection runner's);
+        ``connection_name``: its connections' name on the server (Postgres'
+        ``application_name``), so each pool of a process can be counted apart."""
         self.config = config
+        self.connection_name = connection_name
         self.instance_id = instance_id or default_instance_id()
-        self.store: StoreSettings = store_settings(database_url, config.limits)
+        self.store: StoreSettings = store_settings(database_url, config.limits, pool=pool)
         self._locks_guard = threading.Lock()
         self._portfolio_locks: dict[str, threading.Lock] = {}
         self.conflicts_retried = 0  # for metrics: version conflicts that cost an attempt
         super().__init__(env=self.store.env)
         self.dialect = self.store.open_dialect(self.recorder)
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+        factory = super().construct_factory(env)
+        self.store.dialect.name_connections(factory, self.connection_name)  # before they open
+        return factory
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         # Only our settings: a stray POSTGRES_* variable in the process must not redirect us.

@@ -36,6 +36,13 @@ class PostgresDialect:
     bounded_pool: ClassVar[bool] = True  # threads share store_pool_size + overflow
     reads_under_write_lock: ClassVar[bool] = True
 
+    @staticmethod
+    def name_connections(factory: Any, name: str) -> None:
+        """Give the library's pool of ``factory`` an ``application_name`` for its connections
+        (before it opens any): pg_stat_activity then tells a process's pools apart."""
+        pool = factory.datastore.pool
+        pool.kwargs = {**(pool.kwargs or {}), "application_name": name}
+
     def __init__(self, settings: StoreSettings, recorder: PostgresApplicationRecorder) -> None:
         self.settings = settings
         self.env = settings.env
