@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.read_model import POSITION_KEYS, POSITION_STATUSES, SIGNAL_KEYS
+from api.read_model import DECISIONS, POSITION_KEYS, POSITION_STATUSES, SIGNAL_KEYS
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
 MONEY = {"type": "string", "nullable": True, "description": "rupees, 2 decimals, exact"}
@@ -186,14 +186,18 @@ TRAIL = {
         "instrument": {"type": "string"},
         "position": NULLABLE_STRING,
         "signal_timestamp": {"type": "string"},
-        "payload": {"type": "object", "description": "the alert as received, secret removed"},
+        "payload": {"type": "object", "description": "the alert as sent (numbers with their "
+                                                     "own text), secret removed"},
         "deliveries": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["delivery", "received_at", "instance_id",
                                            "duplicate"],
             "properties": {"delivery": {"type": "integer", "minimum": 1},
                            "received_at": {"type": "string"},
                            "instance_id": {"type": "string"},
-                           "duplicate": {"type": "boolean"}}}},
+                           "duplicate": {"type": "boolean"},
+                           "request_id": {"type": "string", "description": (
+                               "the delivering request's X-Request-ID (absent: delivered "
+                               "from the command line, or recorded before ids were kept)")}}}},
         "decision": {"$ref": "#/components/schemas/Decision"},
         "events": {"type": "array", "items": {
             "type": "object", "required": ["stream", "version", "type", "recorded_at",
@@ -226,6 +230,9 @@ def _err(description: str) -> dict[str, Any]:
     return _json("#/components/schemas/Error", description)
 
 
+NEXT = {"type": "string", "description": "present when more rows follow: pass it as `cursor` "
+                                        "(with the same filters) for the next page"}
+
 BEARER = [{"bearer": []}]
 PORTFOLIO_PARAM = {"name": "portfolio", "in": "query", "required": False,
                    "schema": {"type": "string", "pattern": "^[a-z0-9_-]{1,32}$"}}
@@ -237,6 +244,24 @@ AS_OF_PARAM = {"name": "as_of", "in": "query", "required": False,
                               "zone is required",
                "schema": {"type": "string", "format": "date-time"},
                "example": "2025-11-28T10:30:00Z"}
+INSTRUMENT_PARAM = {"name": "instrument", "in": "query", "required": False,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,40}$"}}
+CURSOR_PARAM = {"name": "cursor", "in": "query", "required": False,
+                "description": "the next page: a previous answer's `next`, with the same "
+                               "filters (opaque)",
+                "schema": {"type": "string", "maxLength": 512}}
+
+
+def _range_params(what: str) -> list[dict[str, Any]]:
+    """``from`` (inclusive) and ``to`` (exclusive): ISO 8601 instants with a time zone."""
+    return [{"name": name, "in": "query", "required": False,
+             "description": f"{what} {rule} this instant (ISO 8601 with a time zone; in a "
+                            f"query string write `+` as `%2B`)",
+             "schema": {"type": "string", "format": "date-time"},
+             "example": "2025-11-28T10:30:00Z"}
+            for name, rule in (("from", "at or after"), ("to", "before"))]
+
+
 FINGERPRINT_PARAM = {"name": "fingerprint", "in": "path", "required": True,
                      "description": "a decision's `fingerprint`",
                      "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}
@@ -339,9 +364,22 @@ def document(*, list_limit_max: int, list_limit_default: int,
         PORTFOLIO_PARAM,
         {"name": "status", "in": "query", "required": False,
          "schema": {"type": "string", "enum": list(POSITION_STATUSES)}},
-        {"name": "instrument", "in": "query", "required": False,
-         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,40}$"}},
+        INSTRUMENT_PARAM,
+        *_range_params("entered (`entry_timestamp`)"),
         limit_param,
+        CURSOR_PARAM,
+    ]
+    signals_params = [
+        PORTFOLIO_PARAM,
+        {"name": "decision", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": list(DECISIONS)}},
+        {"name": "type", "in": "query", "required": False,
+         "schema": {"type": "string",
+                    "enum": ["BASE_ENTRY", "PYRAMID", "EXIT", "MARKET_DATA"]}},
+        INSTRUMENT_PARAM,
+        *_range_params("the signal's own time (`signal_timestamp`)"),
+        limit_param,
+        CURSOR_PARAM,
     ]
     return {
         "openapi": "3.0.3",
@@ -367,8 +405,7 @@ def document(*, list_limit_max: int, list_limit_default: int,
                 "positionHistory", "#/components/schemas/History", [POSITION_ID_PARAM],
                 not_found="Unknown position"),
             "/signals": _read("Recent decisions, most recent first", "signals",
-                              "#/components/schemas/SignalList",
-                              [PORTFOLIO_PARAM, limit_param]),
+                              "#/components/schemas/SignalList", signals_params),
             "/signals/{fingerprint}/trail": _read(
                 "A signal's deliveries, its decision and the events it appended",
                 "signalTrail", "#/components/schemas/Trail", [FINGERPRINT_PARAM],
@@ -472,10 +509,12 @@ def document(*, list_limit_max: int, list_limit_default: int,
                 "Problem": PROBLEM, "Error": ERROR,
                 "PositionList": {"type": "object", "required": ["positions"], "properties": {
                     "positions": {"type": "array",
-                                  "items": {"$ref": "#/components/schemas/Position"}}}},
+                                  "items": {"$ref": "#/components/schemas/Position"}},
+                    "next": NEXT}},
                 "SignalList": {"type": "object", "required": ["signals"], "properties": {
                     "signals": {"type": "array",
-                                "items": {"$ref": "#/components/schemas/Signal"}}}},
+                                "items": {"$ref": "#/components/schemas/Signal"}},
+                    "next": NEXT}},
             },
         },
     }

@@ -7,7 +7,6 @@ tables store exactly these, and ``ledger verify`` recomputes them from the log t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -16,7 +15,7 @@ from typing import Any
 
 from ledger import wire
 from ledger.domain import Order, Portfolio, PortfolioParams, Position
-from ledger.presenters import book_figures, percent_of
+from ledger.presenters import book_figures, payload_as_sent, percent_of
 from projections.schema import json_text
 
 ZERO = Decimal(0)
@@ -112,9 +111,10 @@ def pyramiding_rows(p: Portfolio) -> list[dict[str, Any]]:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as JSON gives it back: exact decimals (an alert's ``"er": 0.82``) become
-    strings, as every answer writes them, so a row compares equal after a round trip."""
-    return json.loads(json_text(value))  # stdlib: orjson reads big integers as floats
+    """``value`` as the table gives it back: exact decimals become strings, as every answer
+    writes them, so a row compares equal after a round trip (a receipt written before ``raw``
+    was kept: its payload's numbers were stored as decimals)."""
+    return wire.loads(json_text(value))
 
 
 def signal_row(log_id: int, decided: Any) -> dict[str, Any]:
@@ -141,7 +141,8 @@ def signal_row(log_id: int, decided: Any) -> dict[str, Any]:
         "processed_by_instance": decided.instance_id,
         "last_delivery_at": wire.iso(decided.received_at),
         "last_delivery_instance": decided.instance_id,
-        "payload": jsonable(decided.payload),
+        "payload": (jsonable(decided.payload) if decided.raw is None
+                    else payload_as_sent(decided)),
         "decision": decision,
         "version": 1,
     }

@@ -24,7 +24,7 @@ from coordination.coordinator import Coordinator
 from coordination.settings import CoordinationSettings
 from coordination.settings import SettingsError as CoordinationSettingsError
 from ledger.application import Ledger, StoreNotReady, default_instance_id
-from ledger.config import LedgerConfig
+from ledger.config import LedgerConfig, Limits
 from ledger.storage import StoreSettings, store_settings
 from projections.rebuild import drop_leftover_copies
 from projections.runner import ProjectionRunner
@@ -43,11 +43,14 @@ log = logging.getLogger("ledger")
 
 
 def open_ledger(config: LedgerConfig, database_url: str | None, *, ready: bool = True,
-                migrated: bool = False) -> Ledger:
+                migrated: bool = False, pool: tuple[int, int] | None = None,
+                connection_name: str = "ledger") -> Ledger:
     """The ledger on ``database_url`` (default: ``$LEDGER_DATABASE_URL``, else the embedded
     file). ``ready``: raise StoreNotReady unless the store answers and has its event tables;
-    ``migrated``: ... and every migration step is applied (the projection tables exist)."""
-    ledger = Ledger(config, database_url)
+    ``migrated``: ... and every migration step is applied (the projection tables exist);
+    ``pool``: its Postgres pool, when not ``store_pool_size`` + ``store_pool_overflow``;
+    ``connection_name``: its connections' ``application_name``."""
+    ledger = Ledger(config, database_url, pool=pool, connection_name=connection_name)
     if ready:
         ledger.check_ready()
     if migrated and (steps := migrations.missing(ledger)):
@@ -93,9 +96,34 @@ def migrate(ledger: Ledger) -> tuple[list[str], list[str]]:
     return steps, drop_leftover_copies(ledger)
 
 
+RUNNER_CONNECTIONS = "ledger-projections"  # the runner's application_name
+
+
+def runner_pool(limits: Limits) -> tuple[int, int]:
+    """The projection runner's Postgres pool: it applies one batch at a time."""
+    return limits.projection_pool_size, limits.projection_pool_overflow
+
+
+# The coordinator's own connections (coordination/db.py): the term's and the heartbeat's.
+COORDINATOR_CONNECTIONS = 2
+
+
+def serve_connections(limits: Limits) -> tuple[int, int]:
+    """Postgres connections one `ledger serve` process holds: (at rest, at most).
+
+    At rest: the decisions' and reads' pool keeps ``store_pool_size``, the projection
+    runner's ``projection_pool_size``, the coordinator two (term, heartbeat). Under load each
+    pool may add its overflow (kept until idle for 10 minutes). docs/CONFIGURATION.md says
+    how to size ``max_connections`` from this."""
+    at_rest = limits.store_pool_size + limits.projection_pool_size + COORDINATOR_CONNECTIONS
+    return at_rest, at_rest + limits.store_pool_overflow + limits.projection_pool_overflow
+
+
 def projection_runner(config: LedgerConfig, database_url: str | None) -> ProjectionRunner:
     """A runner on a ledger of its own, for `ledger project` (the store must be migrated)."""
-    return ProjectionRunner(open_ledger(config, database_url, migrated=True))
+    return ProjectionRunner(open_ledger(config, database_url, migrated=True,
+                                        pool=runner_pool(config.limits),
+                                        connection_name=RUNNER_CONNECTIONS))
 
 
 ENV_REDIS_URL = "LEDGER_REDIS_URL"
@@ -247,8 +275,10 @@ def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | 
     while this instance leads."""
     from api.app import create_app  # the HTTP stack loads only for `ledger serve`
 
-    def serving_ledger() -> Ledger:
-        ledger = open_ledger(config, database_url, ready=False)
+    def serving_ledger(pool: tuple[int, int] | None = None,
+                       connection_name: str = "ledger") -> Ledger:
+        ledger = open_ledger(config, database_url, ready=False, pool=pool,
+                             connection_name=connection_name)
         try:
             ledger.check_ready()
         except StoreNotReady as e:
@@ -263,4 +293,6 @@ def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | 
                                         jobs or job_settings()),
                              DeskJobs(config, database_url, coordinate))
     return create_app(settings, serving_ledger, coordinator=coordinate, recover=recover,
-                      jobs=background)
+                      jobs=background,
+                      open_runner_ledger=lambda: serving_ledger(runner_pool(config.limits),
+                                                                RUNNER_CONNECTIONS))

@@ -87,6 +87,11 @@ def check_read_model(reads: ReadModel) -> None:
     assert marked["decision"]["fingerprint"] == marked["fingerprint"]
     assert [s["portfolio"] for s in reads.signals(portfolio="alpha", limit=100)] == ["alpha"]
     assert len(reads.signals(portfolio=None, limit=2)) == 2
+    assert [s["signal_type"] for s in reads.signals(portfolio=None, limit=100,
+                                                    decision="rejected")] == ["EXIT"]
+    assert [s["fingerprint"] for s in reads.signals(portfolio=None, limit=2,
+                                                    before=signals[1]["id"])] == [
+        s["fingerprint"] for s in signals[2:4]]
 
 
 @pytest.fixture
