@@ -30,7 +30,15 @@ from projections.rebuild import drop_leftover_copies
 from projections.runner import ProjectionRunner
 from service.alerts import Alerts, alert_on_changes
 from service.desk import DeskSettings, OrderDesk
-from service.jobs import JobSettings, LeaderJobs, ServeJobs, jobs_config, leader_jobs
+from service.jobs import (
+    JOBS_STORE_POOL_OVERFLOW,
+    JOBS_STORE_POOL_SIZE,
+    JobSettings,
+    LeaderJobs,
+    ServeJobs,
+    jobs_config,
+    leader_jobs,
+)
 from service.jobs.orders import DeskJob, ReconcileJob, desk_fence
 from service.recovery import recover
 
@@ -105,18 +113,24 @@ def runner_pool(limits: Limits) -> tuple[int, int]:
 
 
 # The coordinator's own connections (coordination/db.py): the term's and the heartbeat's.
-COORDINATOR_CONNECTIONS = 2
+COORDINATOR_CONNECTIONS = 3  # the leader's term, the heartbeat, the order desk's term
+JOBS_CONNECTIONS = "ledger-jobs"  # the leader jobs' ledger (service.jobs: 2 + 1)
+DESK_CONNECTIONS = "ledger-orders"  # the order desk's ledger
+DESK_POOL = (1, 1)  # the desk writes one thing at a time
 
 
 def serve_connections(limits: Limits) -> tuple[int, int]:
     """Postgres connections one `ledger serve` process holds: (at rest, at most).
 
     At rest: the decisions' and reads' pool keeps ``store_pool_size``, the projection
-    runner's ``projection_pool_size``, the coordinator two (term, heartbeat). Under load each
+    runner's ``projection_pool_size``, the leader jobs' 2 and the order desk's 1, the
+    coordinators three (the leader's term, the heartbeat, the desk's term). Under load each
     pool may add its overflow (kept until idle for 10 minutes). docs/CONFIGURATION.md says
     how to size ``max_connections`` from this."""
-    at_rest = limits.store_pool_size + limits.projection_pool_size + COORDINATOR_CONNECTIONS
-    return at_rest, at_rest + limits.store_pool_overflow + limits.projection_pool_overflow
+    at_rest = (limits.store_pool_size + limits.projection_pool_size + JOBS_STORE_POOL_SIZE
+               + DESK_POOL[0] + COORDINATOR_CONNECTIONS)
+    return at_rest, at_rest + (limits.store_pool_overflow + limits.projection_pool_overflow
+                               + JOBS_STORE_POOL_OVERFLOW + DESK_POOL[1])
 
 
 def projection_runner(config: LedgerConfig, database_url: str | None) -> ProjectionRunner:
@@ -206,7 +220,8 @@ def serve_jobs(config: LedgerConfig, database_url: str | None, coordinate: Coord
              if settings.alert_webhook_url else "to the log (no LEDGER_ALERT_WEBHOOK_URL)")
 
     def jobs_ledger() -> Ledger:  # a small pool: the jobs run one at a time
-        return open_ledger(jobs_config(config), database_url, ready=False)
+        return open_ledger(jobs_config(config), database_url, ready=False,
+                           connection_name=JOBS_CONNECTIONS)
 
     def build(ledger: Ledger) -> LeaderJobs:
         return LeaderJobs(coordinate, leader_jobs(ledger, config, coordinate, alerts, settings))
@@ -239,8 +254,9 @@ class DeskJobs:
             return LeaderJobs(self.coordinator, [DeskJob(desk_, self.coordinator),
                                                  ReconcileJob(desk_)])
 
-        self.jobs = ServeJobs(lambda: open_ledger(jobs_config(config), database_url,
-                                                  ready=False), build)
+        self.jobs = ServeJobs(lambda: open_ledger(config, database_url, ready=False,
+                                                  pool=DESK_POOL,
+                                                  connection_name=DESK_CONNECTIONS), build)
 
     def start(self) -> None:
         self.coordinator.start()

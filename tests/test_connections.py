@@ -64,7 +64,9 @@ def within_bounds(found: dict[str, int], limits: Limits) -> None:
     """Each pool within its size and overflow, nothing else connected, the total within
     the documented bound."""
     assert set(found) <= {"ledger", RUNNER_CONNECTIONS, "ledger-coordinator",
-                          "ledger-heartbeat"}, found
+                          "ledger-heartbeat", "ledger-jobs", "ledger-orders"}, found
+    assert found.get("ledger-jobs", 0) <= 2 + 1, found
+    assert found.get("ledger-orders", 0) <= 1 + 1, found
     assert found.get("ledger", 0) <= limits.store_pool_size + limits.store_pool_overflow, found
     assert found.get(RUNNER_CONNECTIONS, 0) <= (limits.projection_pool_size
                                                 + limits.projection_pool_overflow), found
@@ -76,9 +78,10 @@ def within_bounds(found: dict[str, int], limits: Limits) -> None:
 @pytest.mark.postgres
 def test_a_serve_process_holds_no_more_connections_than_documented():
     limits = default_config().limits
-    # The defaults, as docs/CONFIGURATION.md states them: 11 at rest, 20 at most.
-    assert serve_connections(limits) == (8 + 1 + COORDINATOR_CONNECTIONS,
-                                         8 + 8 + 1 + 1 + COORDINATOR_CONNECTIONS) == (11, 20)
+    # The defaults, as docs/CONFIGURATION.md states them: 15 at rest, 26 at most.
+    assert serve_connections(limits) == (8 + 1 + 2 + 1 + COORDINATOR_CONNECTIONS,
+                                         8 + 8 + 1 + 1 + 2 + 1 + 1 + 1
+                                         + COORDINATOR_CONNECTIONS) == (15, 26)
     alerts = Alerts()
     bodies = [alerts.mark(52000 + i, 100, instrument="BANK_NIFTY" if i % 2 else "GOLD_MINI")
               for i in range(BURST_ALERTS)]
