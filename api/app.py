@@ -12,16 +12,20 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from api import openapi
 from api.health import Health
+from api.orders import Orders
 from api.queries import Queries
 from api.read_model import ReadModel
+from api.request_ids import HEADER as REQUEST_ID_HEADER
+from api.request_ids import RequestIdMiddleware, request_id
 from api.responses import JSONResponse, error
-from api.runtime import Runtime
+from api.runtime import BackgroundJobs, Runtime
 from api.settings import ServeSettings
 from api.webhook import Webhook
 from coordination.coordinator import Coordinator
@@ -36,24 +40,30 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
                read_model: Callable[[Ledger], ReadModel] = ProjectionReads,
                run_projections: bool = True,
                coordinator: Coordinator | None = None,
-               recover: Callable[[Ledger], Any] | None = None) -> Starlette:
-    """The HTTP service over the ledger that ``open_ledger`` opens at startup (called once
-    for the decisions and once for the projection runner, which it runs unless told not to:
-    one runner leads per store, the others stand by; the runner's own ledger keeps its
-    connections from queueing behind the decisions' pool). With a ``coordinator``, it
-    decides who leads, and heartbeats record this instance."""
+               recover: Callable[[Ledger], Any] | None = None,
+               jobs: BackgroundJobs | None = None,
+               open_runner_ledger: Callable[[], Ledger] | None = None) -> Starlette:
+    """The HTTP service over the ledger that ``open_ledger`` opens at startup, for the
+    decisions and reads, and the projection runner's (``open_runner_ledger``, default
+    ``open_ledger``: a ledger of its own, so its connections never queue behind the
+    decisions' pool, and a smaller pool), which it runs unless told not to: one runner leads
+    per store, the others stand by. With a ``coordinator``, it decides who leads, and
+    heartbeats record this instance; ``jobs`` (leader-only background jobs) start once it
+    and the runner run, and stop first."""
     def open_runner() -> ProjectionRunner:
+        ledger = (open_runner_ledger or open_ledger)()
         if coordinator is None:  # one runner leads per store, by the store's session lock
-            return ProjectionRunner(open_ledger())
+            return ProjectionRunner(ledger)
         # Led by the coordinator, every batch fenced by its term.
-        return ProjectionRunner(open_ledger(), leadership=coordinator.leadership(),
+        return ProjectionRunner(ledger, leadership=coordinator.leadership(),
                                 fence=coordinator.fenced)
 
     runtime = Runtime(settings, open_ledger, read_model,
-                      open_runner if run_projections else None, coordinator, recover)
+                      open_runner if run_projections else None, coordinator, recover, jobs)
     webhook = Webhook(runtime)
     queries = Queries(runtime)
     health = Health(runtime)
+    orders = Orders(runtime)
     document = openapi.document(list_limit_max=settings.list_limit_max,
                                 list_limit_default=settings.list_limit_default)
 
@@ -84,12 +94,17 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
         Route("/ready/webhook", health.ready_for_webhooks, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
         Route("/instances", health.instances, methods=["GET"]),
+        Route("/orders", orders.orders, methods=["GET"]),
+        Route("/orders/{intent_id}", orders.order, methods=["GET"]),
+        Route("/reconciliation", orders.reconciliation, methods=["GET"]),
+        Route("/halt", orders.halt, methods=["POST"]),
+        Route("/resume", orders.resume, methods=["POST"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         HTTPException: _http_error,
         Exception: _internal_error,
-    })
+    }, middleware=[Middleware(RequestIdMiddleware)])
     app.state.runtime = runtime
     return app
 
@@ -103,6 +118,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _internal_error(request: Request, exc: Exception) -> Response:
     # A bug, never an input: inputs are answered 4xx before they reach the ledger. Logged
     # with its traceback; the answer says nothing about the request or the configuration.
-    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error(500, "internal_error", "internal error; see the server log")
+    # Answered outside the request-id middleware: the id is echoed here.
+    rid = request_id(request)
+    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc,
+              extra={"request_id": rid})
+    return error(500, "internal_error", "internal error; see the server log",
+                 headers={REQUEST_ID_HEADER: rid} if rid else None)
 

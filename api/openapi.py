@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.read_model import POSITION_KEYS, POSITION_STATUSES, SIGNAL_KEYS, STATISTICS_KEYS
+from api.read_model import (
+    DECISIONS,
+    POSITION_KEYS,
+    POSITION_STATUSES,
+    SIGNAL_KEYS,
+    STATISTICS_KEYS,
+)
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
 MONEY = {"type": "string", "nullable": True, "description": "rupees, 2 decimals, exact"}
@@ -213,14 +219,18 @@ TRAIL = {
         "instrument": {"type": "string"},
         "position": NULLABLE_STRING,
         "signal_timestamp": {"type": "string"},
-        "payload": {"type": "object", "description": "the alert as received, secret removed"},
+        "payload": {"type": "object", "description": "the alert as sent (numbers with their "
+                                                     "own text), secret removed"},
         "deliveries": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["delivery", "received_at", "instance_id",
                                            "duplicate"],
             "properties": {"delivery": {"type": "integer", "minimum": 1},
                            "received_at": {"type": "string"},
                            "instance_id": {"type": "string"},
-                           "duplicate": {"type": "boolean"}}}},
+                           "duplicate": {"type": "boolean"},
+                           "request_id": {"type": "string", "description": (
+                               "the delivering request's X-Request-ID (absent: delivered "
+                               "from the command line, or recorded before ids were kept)")}}}},
         "decision": {"$ref": "#/components/schemas/Decision"},
         "events": {"type": "array", "items": {
             "type": "object", "required": ["stream", "version", "type", "recorded_at",
@@ -253,6 +263,9 @@ def _err(description: str) -> dict[str, Any]:
     return _json("#/components/schemas/Error", description)
 
 
+NEXT = {"type": "string", "description": "present when more rows follow: pass it as `cursor` "
+                                        "(with the same filters) for the next page"}
+
 BEARER = [{"bearer": []}]
 PORTFOLIO_PARAM = {"name": "portfolio", "in": "query", "required": False,
                    "schema": {"type": "string", "pattern": "^[a-z0-9_-]{1,32}$"}}
@@ -271,6 +284,24 @@ KNOWN_AT_PARAM = {"name": "known_at", "in": "query", "required": False,
                                  "from the log; a time zone is required",
                   "schema": {"type": "string", "format": "date-time"},
                   "example": "2025-11-28T10:31:00Z"}
+INSTRUMENT_PARAM = {"name": "instrument", "in": "query", "required": False,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,40}$"}}
+CURSOR_PARAM = {"name": "cursor", "in": "query", "required": False,
+                "description": "the next page: a previous answer's `next`, with the same "
+                               "filters (opaque)",
+                "schema": {"type": "string", "maxLength": 512}}
+
+
+def _range_params(what: str) -> list[dict[str, Any]]:
+    """``from`` (inclusive) and ``to`` (exclusive): ISO 8601 instants with a time zone."""
+    return [{"name": name, "in": "query", "required": False,
+             "description": f"{what} {rule} this instant (ISO 8601 with a time zone; in a "
+                            f"query string write `+` as `%2B`)",
+             "schema": {"type": "string", "format": "date-time"},
+             "example": "2025-11-28T10:30:00Z"}
+            for name, rule in (("from", "at or after"), ("to", "before"))]
+
+
 FINGERPRINT_PARAM = {"name": "fingerprint", "in": "path", "required": True,
                      "description": "a decision's `fingerprint`",
                      "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}
@@ -329,6 +360,10 @@ def _read(summary: str, operation_id: str, schema_ref: str, parameters: list[dic
                     "parameters": parameters, "responses": responses}}
 
 
+ORDER_STATES = ("intended", "sent", "unknown", "not_placed", "acknowledged",
+                "partially_filled", "filled", "rejected")
+ORDER = {"type": "object", "required": ["intent_id", "status", "symbol", "side", "quantity"]}
+
 HEALTH = {
     "type": "object", "required": ["status", "instance_id", "leader", "leader_epoch",
                                    "coordination"],
@@ -369,9 +404,22 @@ def document(*, list_limit_max: int, list_limit_default: int,
         PORTFOLIO_PARAM,
         {"name": "status", "in": "query", "required": False,
          "schema": {"type": "string", "enum": list(POSITION_STATUSES)}},
-        {"name": "instrument", "in": "query", "required": False,
-         "schema": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,40}$"}},
+        INSTRUMENT_PARAM,
+        *_range_params("entered (`entry_timestamp`)"),
         limit_param,
+        CURSOR_PARAM,
+    ]
+    signals_params = [
+        PORTFOLIO_PARAM,
+        {"name": "decision", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": list(DECISIONS)}},
+        {"name": "type", "in": "query", "required": False,
+         "schema": {"type": "string",
+                    "enum": ["BASE_ENTRY", "PYRAMID", "EXIT", "MARKET_DATA"]}},
+        INSTRUMENT_PARAM,
+        *_range_params("the signal's own time (`signal_timestamp`)"),
+        limit_param,
+        CURSOR_PARAM,
     ]
     return {
         "openapi": "3.0.3",
@@ -397,8 +445,7 @@ def document(*, list_limit_max: int, list_limit_default: int,
                 "positionHistory", "#/components/schemas/History", [POSITION_ID_PARAM],
                 not_found="Unknown position"),
             "/signals": _read("Recent decisions, most recent first", "signals",
-                              "#/components/schemas/SignalList",
-                              [PORTFOLIO_PARAM, limit_param]),
+                              "#/components/schemas/SignalList", signals_params),
             "/signals/{fingerprint}/trail": _read(
                 "A signal's deliveries, its decision and the events it appended",
                 "signalTrail", "#/components/schemas/Trail", [FINGERPRINT_PARAM],
@@ -411,6 +458,55 @@ def document(*, list_limit_max: int, list_limit_default: int,
                                 "operationId": "health",
                                 "responses": {"200": {"description": "alive", "content": {
                                     "application/json": {"schema": HEALTH}}}}}},
+            "/orders": {"get": {
+                "summary": "The order desk's orders, newest decision first",
+                "operationId": "orders", "security": BEARER,
+                "parameters": [{"name": "state", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": list(ORDER_STATES)}}],
+                "responses": {
+                    "200": {"description": "orders", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["orders"], "properties": {
+                            "orders": {"type": "array", "items": ORDER}}}}}},
+                    "400": _err("A query parameter is invalid"),
+                    "401": _err("Token missing or wrong"),
+                    "503": _err("Store unavailable")}}},
+            "/orders/{intent_id}": {"get": {
+                "summary": "One order and its events", "operationId": "order",
+                "security": BEARER,
+                "parameters": [{"name": "intent_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the order", "content": {"application/json": {
+                        "schema": {"type": "object"}}}},
+                    "401": _err("Token missing or wrong"),
+                    "404": _err("No such order"),
+                    "503": _err("Store unavailable")}}},
+            "/reconciliation": {"get": {
+                "summary": "The last reconciliation's findings, and the kill switch",
+                "operationId": "reconciliation", "security": BEARER,
+                "responses": {
+                    "200": {"description": "findings", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["findings", "halted"]}}}},
+                    "401": _err("Token missing or wrong"),
+                    "503": _err("Store unavailable")}}},
+            "/halt": {"post": {
+                "summary": "Kill switch: stop sending orders (intents are still recorded)",
+                "operationId": "halt", "security": BEARER,
+                "parameters": [{"name": "reason", "in": "query", "required": False,
+                                "schema": {"type": "string", "maxLength": 200}}],
+                "responses": {
+                    "200": {"description": "halted", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["halted"]}}}},
+                    "401": _err("Token missing or wrong"),
+                    "503": _err("Store unavailable")}}},
+            "/resume": {"post": {
+                "summary": "Send orders again, starting with those held",
+                "operationId": "resume", "security": BEARER,
+                "responses": {
+                    "200": {"description": "resumed", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["halted"]}}}},
+                    "401": _err("Token missing or wrong"),
+                    "503": _err("Store unavailable")}}},
             "/instances": {"get": {
                 "summary": "Every instance's last heartbeat: active (leads), standby, stopped "
                            "or crashed (no heartbeat within the staleness bound)",
@@ -457,10 +553,12 @@ def document(*, list_limit_max: int, list_limit_default: int,
                 "Problem": PROBLEM, "Error": ERROR,
                 "PositionList": {"type": "object", "required": ["positions"], "properties": {
                     "positions": {"type": "array",
-                                  "items": {"$ref": "#/components/schemas/Position"}}}},
+                                  "items": {"$ref": "#/components/schemas/Position"}},
+                    "next": NEXT}},
                 "SignalList": {"type": "object", "required": ["signals"], "properties": {
                     "signals": {"type": "array",
-                                "items": {"$ref": "#/components/schemas/Signal"}}}},
+                                "items": {"$ref": "#/components/schemas/Signal"}},
+                    "next": NEXT}},
                 "Statistics": STATISTICS,
                 "StatisticsList": {
                     "type": "object", "required": ["log_position", "statistics"],

@@ -9,6 +9,7 @@ answered from the store as a duplicate, which is why giving up is safe.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,7 +52,8 @@ class WorkerPool:
                 raise Overloaded(f"{self.name}: {self._outstanding} calls outstanding")
             self._outstanding += 1
         try:
-            future: Future[T] = self._executor.submit(fn)
+            # In the caller's context: what the thread logs names the caller's request.
+            future: Future[T] = self._executor.submit(contextvars.copy_context().run, fn)
         except RuntimeError:  # shut down: treat as an overload, nothing was started
             self._finished(None)
             raise Overloaded(f"{self.name}: shutting down") from None

@@ -13,14 +13,20 @@ Row shapes (JSON-ready: money and prices as strings, times ISO 8601 UTC):
 - statistics: ``{"log_position", "statistics": [rows]}``, each row ``STATISTICS_KEYS``, the
   ``trading_statistics`` columns: one row per portfolio that has decided anything.
 
-Lists are newest first: positions by when they were opened, signals by when decided.
+Lists are newest first: positions by when they were opened (``created_at``, ties broken by
+``position_id``), signals by when decided (``id``, the log position of their receipt). A page
+ends where the previous one stopped: ``before`` is the sort key of the last row already
+given, and the rows returned all sort after it, so rows appended meanwhile (they are newer)
+never shift a page. Time ranges are half-open, ``[from, to)``, on UTC instants.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 POSITION_STATUSES = ("open", "partial", "closed")
+DECISIONS = ("accepted", "rejected")
 
 POSITION_KEYS = (
     "position_id", "portfolio", "instrument", "label", "status", "is_base_position",
@@ -59,8 +65,12 @@ class ReadModel(Protocol):
         ...
 
     def positions(self, *, portfolio: str | None, status: str | None,
-                  instrument: str | None, limit: int) -> list[dict[str, Any]]:
-        """Position rows matching every filter given, newest first, at most ``limit``."""
+                  instrument: str | None, limit: int, entered_from: datetime | None = None,
+                  entered_to: datetime | None = None,
+                  before: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """Position rows matching every filter given, newest first, at most ``limit``:
+        entered (``entry_timestamp``) in ``[entered_from, entered_to)``, and sorting after
+        ``before`` = (``created_at``, ``position_id``) of the previous page's last row."""
         ...
 
     def position(self, position_id: str) -> dict[str, Any]:
@@ -71,8 +81,14 @@ class ReadModel(Protocol):
         """The position's events replayed, oldest first; raises UnknownPosition."""
         ...
 
-    def signals(self, *, portfolio: str | None, limit: int) -> list[dict[str, Any]]:
-        """Signal rows, most recently decided first, at most ``limit``."""
+    def signals(self, *, portfolio: str | None, limit: int, decision: str | None = None,
+                signal_type: str | None = None, instrument: str | None = None,
+                signal_from: datetime | None = None, signal_to: datetime | None = None,
+                before: int | None = None) -> list[dict[str, Any]]:
+        """Signal rows matching every filter given, most recently decided first, at most
+        ``limit``: ``decision`` is ``processing_status``, the signal's own time
+        (``signal_timestamp``) in ``[signal_from, signal_to)``, and ``id`` below ``before``
+        (the previous page's last row)."""
         ...
 
     def statistics(self, *, portfolio: str | None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """What the endpoints share while the service runs: the ledger, the read model, the worker
-pools, the coordinator (leadership and heartbeats), the projection runner and the metrics.
-Opened by the lifespan; closed after in-flight work ends.
+pools, the coordinator (leadership and heartbeats), the projection runner, the leader jobs
+and the metrics. Opened by the lifespan; closed after in-flight work ends.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Protocol
 
 from api.dedupe import Dedupe
 from api.metrics import Metrics
@@ -26,6 +26,15 @@ from projections.runner import ProjectionRunner
 log = logging.getLogger("ledger.api")
 
 
+class BackgroundJobs(Protocol):
+    """Leader-only jobs (``service.jobs.ServeJobs``): started once the coordinator and the
+    projection runner run, stopped before anything else on close."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Runtime:
     """What the endpoints share. Opened by the lifespan; closed after in-flight work ends."""
 
@@ -33,13 +42,15 @@ class Runtime:
                  read_model: Callable[[Ledger], ReadModel],
                  open_runner: Callable[[], ProjectionRunner] | None,
                  coordinator: Coordinator | None = None,
-                 recover: Callable[[Ledger], Any] | None = None) -> None:
+                 recover: Callable[[Ledger], Any] | None = None,
+                 jobs: BackgroundJobs | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self._open_ledger = open_ledger
         self._read_model = read_model
         self._open_runner = open_runner
         self.coordinator = coordinator  # None: the runner leads by its own session lock
+        self.jobs = jobs  # None: no leader jobs in this process
         self.heartbeat: Heartbeat | None = None
         self.dedupe = Dedupe(None, lambda: "single")
         self._recover = recover
@@ -100,6 +111,8 @@ class Runtime:
         self.metrics.watch_projections(ledger, self.projections)
         if self.coordinator is not None:
             self.metrics.watch_coordinator(self.coordinator)
+        if self.jobs is not None:
+            self.jobs.start()
 
     def _record_instance(self, *, started: bool) -> None:
         try:
@@ -115,6 +128,8 @@ class Runtime:
     def close(self) -> None:
         """Let running decisions commit (bounded), then release the store's connections."""
         wait_s = self.settings.shutdown_wait_ms / 1000
+        if self.jobs is not None:
+            self.jobs.stop()  # first: no leader-only work starts while we hand over
         for pool in (self._decisions, self._reads_pool):
             if pool is not None and not pool.shutdown(timeout_s=wait_s):
                 log.warning("%s: calls still running after %d ms; closing the store under "

@@ -22,12 +22,13 @@ from eventsourcing.persistence import PersistenceError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from api.auth import source_allowed, webhook_secret_ok
+from api.auth import client_address, source_allowed, webhook_secret_ok
 from api.pool import DeadlineExceeded, Overloaded
+from api.request_ids import request_id
 from api.responses import JSONResponse, error
 from api.runtime import Runtime
 from ledger.application import Decision, DecisionContended, StoreNotReady
-from ledger.signals import InvalidSignal, Problem, parse_json, parse_signal
+from ledger.signals import InvalidSignal, Problem, UnfilledTemplate, parse_json, parse_signal
 
 log = logging.getLogger("ledger.api")
 
@@ -80,11 +81,15 @@ class Webhook:
 
     def _refuse(self, outcome: str, status: int, code: str, message: str, *,
                 problems: list[Problem] | None = None,
-                headers: Mapping[str, str] | None = None) -> Response:
+                headers: Mapping[str, str] | None = None, source: str = "",
+                fields: Mapping[str, Any] | None = None) -> Response:
         self.rt.metrics.count(outcome)
         problems = [Problem(p.field, self._redact(p.message)) for p in problems or ()]
-        log.info("webhook %s %d %s%s", outcome, status, code,
-                 "".join(f" {p.field}" for p in problems))
+        log.info("webhook %s %d %s%s%s", outcome, status, code,
+                 "".join(f" {p.field}" for p in problems), source,
+                 extra={"outcome": outcome, "status": status, "code": code,
+                        **({"problems": [p.field for p in problems]} if problems else {}),
+                        **(fields or {})})
         return error(status, code, self._redact(message), problems=problems, headers=headers)
 
     def _unavailable(self, code: str, message: str) -> Response:
@@ -98,8 +103,18 @@ class Webhook:
         portfolio = request.path_params.get("portfolio", "default")
 
         if not source_allowed(request, s.allowlist, s.trusted_proxies):
+            # Named in the log (never in the answer), so an operator can tell TradingView's
+            # new address from a stranger's: the address the allowlist judged, and the peer
+            # when that was a trusted proxy speaking for it.
+            address = client_address(request, s.trusted_proxies)
+            peer = request.client.host if request.client else None
+            via = peer if peer and str(address) != peer else None
+            source = f" from {address or 'an unreadable address'}" + (
+                f" via {via}" if via else "")
             return self._refuse("forbidden", 403, "forbidden",
-                                "this source address may not send alerts")
+                                "this source address may not send alerts", source=source,
+                                fields={"source_ip": str(address) if address else None,
+                                        **({"via": via} if via else {})})
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type and media_type not in ACCEPTED_MEDIA_TYPES:
             return self._refuse("invalid", 415, "unsupported_media_type",
@@ -132,21 +147,27 @@ class Webhook:
                                 "the alert's secret is missing or wrong")
 
         ledger, dedupe = self.rt.ledger, self.rt.dedupe
+        rid = request_id(request)  # recorded in the receipt: which delivery this was
+        if rid and s.webhook_secret and s.webhook_secret in rid:
+            rid = None  # a caller that sends the secret as its request id: never stored
         remaining_s = max(0.0, deadline - time.perf_counter())
         # A redelivery may wait for the delivery being decided, within half the time left.
         wait_ms = min(s.signal_lock_wait_ms, int(remaining_s * 1000 * DEDUPE_WAIT_SHARE))
 
         def decide() -> Decision:
-            signal = parse_signal(data, portfolio, ledger.config)  # InvalidSignal: 422
+            # InvalidSignal: 422. The body's text goes with it: the receipt keeps it as sent.
+            signal = parse_signal(data, portfolio, ledger.config, raw=body)
             with dedupe.turn(signal.fingerprint, wait_ms):
-                return ledger.decide_signal(signal)
+                return ledger.decide_signal(signal, request_id=rid)
 
         try:
             decision = await self.rt.decisions.run(decide, timeout_s=remaining_s)
         except InvalidSignal as e:
-            return self._refuse("invalid", 422, "invalid_signal",
-                                "the alert cannot be decided; nothing was recorded",
-                                problems=e.problems)
+            message = ("the alert template was not filled in: TradingView placeholders "
+                       "arrived as text (each problem names one); nothing was recorded"
+                       if isinstance(e, UnfilledTemplate)
+                       else "the alert cannot be decided; nothing was recorded")
+            return self._refuse("invalid", 422, "invalid_signal", message, problems=e.problems)
         except (PersistenceError, StoreNotReady) as e:
             log.warning("webhook: store unavailable: %s", type(e).__name__)
             return self._unavailable("store_unavailable", "the event store did not answer; "
@@ -168,7 +189,11 @@ class Webhook:
         outcome = "duplicate" if decision.duplicate else str(decision.body["decision"])
         self.rt.metrics.count(outcome)
         log.info("webhook %s %s %s %.1fms", outcome, decision.body["portfolio"],
-                 decision.body["fingerprint"][:12], elapsed * 1000)
+                 decision.body["fingerprint"][:12], elapsed * 1000,
+                 extra={"outcome": outcome, "status": 200,
+                        "portfolio": decision.body["portfolio"],
+                        "fingerprint": decision.body["fingerprint"],
+                        "elapsed_ms": round(elapsed * 1000, 1)})
         return JSONResponse(decision.as_dict())
 
 

@@ -25,6 +25,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import (
+    InfrastructureFactory,
     IntegrityError,
     JSONTranscoder,
     PersistenceError,
@@ -40,6 +41,7 @@ from ledger.domain import (
     Contract,
     Holding,
     Instrument,
+    Intent,
     Outcome,
     Portfolio,
     PortfolioParams,
@@ -51,7 +53,7 @@ from ledger.domain import (
     stream_name,
 )
 from ledger.domain.portfolio import signal_time
-from ledger.presenters import decision_body, event_type, facts, summarize
+from ledger.presenters import decision_body, event_type, facts, payload_as_sent, summarize
 from ledger.signals import InvalidSignal, Problem, parse_signal
 from ledger.storage import StoreSettings, store_settings
 
@@ -127,15 +129,26 @@ class Ledger(Application[UUID]):
     name = "Ledger"  # tables: ledger_events, ledger_snapshots
 
     def __init__(self, config: LedgerConfig, database_url: str | None = None, *,
-                 instance_id: str | None = None) -> None:
+                 instance_id: str | None = None, pool: tuple[int, int] | None = None,
+                 connection_name: str = "ledger") -> None:
+        """``pool``: (connections kept, extra under load) on Postgres, when this ledger needs
+        other than ``store_pool_size`` and ``store_pool_overflow`` (the projection runner's);
+        ``connection_name``: its connections' name on the server (Postgres'
+        ``application_name``), so each pool of a process can be counted apart."""
         self.config = config
+        self.connection_name = connection_name
         self.instance_id = instance_id or default_instance_id()
-        self.store: StoreSettings = store_settings(database_url, config.limits)
+        self.store: StoreSettings = store_settings(database_url, config.limits, pool=pool)
         self._locks_guard = threading.Lock()
         self._portfolio_locks: dict[str, threading.Lock] = {}
         self.conflicts_retried = 0  # for metrics: version conflicts that cost an attempt
         super().__init__(env=self.store.env)
         self.dialect = self.store.open_dialect(self.recorder)
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+        factory = super().construct_factory(env)
+        self.store.dialect.name_connections(factory, self.connection_name)  # before they open
+        return factory
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         # Only our settings: a stray POSTGRES_* variable in the process must not redirect us.
@@ -143,7 +156,7 @@ class Ledger(Application[UUID]):
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
-        for cls in VALUE_TYPES:
+        for cls in (*VALUE_TYPES, Intent):
             transcoder.register(DataclassAsDict(cls))
 
     # -- schema ---------------------------------------------------------------------------
@@ -173,12 +186,16 @@ class Ledger(Application[UUID]):
     # -- deciding -------------------------------------------------------------------------
 
     def decide(self, body: bytes | str | Mapping[str, Any], portfolio: str = "default",
-               *, received_at: datetime | None = None) -> Decision:
+               *, received_at: datetime | None = None,
+               request_id: str | None = None) -> Decision:
         """Validate and decide one alert. Raises InvalidSignal (nothing appended)."""
         return self.decide_signal(parse_signal(body, portfolio, self.config),
-                                  received_at=received_at)
+                                  received_at=received_at, request_id=request_id)
 
-    def decide_signal(self, signal: Signal, *, received_at: datetime | None = None) -> Decision:
+    def decide_signal(self, signal: Signal, *, received_at: datetime | None = None,
+                      request_id: str | None = None) -> Decision:
+        """Decide ``signal`` once; a later delivery is answered from its receipt.
+        ``request_id``: the delivery's (an HTTP request's), recorded in the receipt."""
         params = self.config.portfolio(signal.portfolio)
         instrument = self.config.instrument(signal.instrument)
         if params is None or instrument is None:
@@ -191,9 +208,10 @@ class Ledger(Application[UUID]):
         for attempt in range(1, limits.decision_attempts_max + 1):
             prior = self._receipt(record_id)
             if prior is not None:
-                decision = self._try_redeliver(prior, received_at)
+                decision = self._try_redeliver(prior, received_at, request_id)
             else:
-                decision = self._try_decide(signal, params, instrument, contract, received_at)
+                decision = self._try_decide(signal, params, instrument, contract, received_at,
+                                            request_id)
             if decision is not None:
                 return decision
             # Either another delivery of this signal won (the next attempt answers with its
@@ -204,9 +222,10 @@ class Ledger(Application[UUID]):
             f"{signal.fingerprint}: {limits.decision_attempts_max} attempts lost version "
             f"conflicts; nothing was decided")
 
-    def _try_redeliver(self, prior: SignalRecord, received_at: datetime) -> Decision | None:
+    def _try_redeliver(self, prior: SignalRecord, received_at: datetime,
+                       request_id: str | None) -> Decision | None:
         """Answer with the first decision and count the delivery (None: lost a conflict)."""
-        prior.redeliver(received_at, self.instance_id)
+        prior.redeliver(received_at, self.instance_id, request_id)
         try:
             recordings = self.save(prior)
         except IntegrityError:  # another delivery of the same signal counted at this moment
@@ -215,7 +234,8 @@ class Ledger(Application[UUID]):
                         log_position=recordings[-1].notification.id)
 
     def _try_decide(self, signal: Signal, params: PortfolioParams, instrument: Instrument,
-                    contract: Contract, received_at: datetime) -> Decision | None:
+                    contract: Contract, received_at: datetime,
+                    request_id: str | None) -> Decision | None:
         """One attempt at a first decision (None: lost a version conflict, nothing saved)."""
         with self._turn(signal.portfolio):
             portfolio = self._load_portfolio(signal.portfolio, params)
@@ -239,7 +259,7 @@ class Ledger(Application[UUID]):
                 signal_type=signal.type.value, instrument=signal.instrument,
                 position=signal.position, signal_timestamp=signal.timestamp,
                 payload=dict(signal.payload or {}), decision=body, received_at=received_at,
-                instance_id=self.instance_id)
+                instance_id=self.instance_id, raw=signal.raw, request_id=request_id)
             new_versions = range(portfolio.version - len(portfolio.pending_events) + 1,
                                  portfolio.version + 1)
             try:
@@ -455,12 +475,15 @@ class Ledger(Application[UUID]):
         for e in self.events.get(SignalRecord.create_id(fingerprint)):
             assert isinstance(e, CanMutateAggregate)
             record = e.mutate(record)
-            deliveries.append({
+            delivery = {
                 "delivery": e.originator_version,
                 "received_at": wire.iso(e.received_at),  # type: ignore[attr-defined]
                 "instance_id": e.instance_id,  # type: ignore[attr-defined]
                 "duplicate": e.originator_version > 1,
-            })
+            }
+            if e.request_id is not None:  # type: ignore[attr-defined]  # absent: CLI, or older
+                delivery["request_id"] = e.request_id  # type: ignore[attr-defined]
+            deliveries.append(delivery)
         if record is None:
             raise UnknownSignal(fingerprint)
         return {
@@ -470,7 +493,7 @@ class Ledger(Application[UUID]):
             "instrument": record.instrument,
             "position": record.position,
             "signal_timestamp": wire.iso(record.signal_timestamp),
-            "payload": record.payload,
+            "payload": payload_as_sent(record),
             "deliveries": deliveries,
             "decision": record.decision,
             "events": self._decision_events(record.decision["events"]),

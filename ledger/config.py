@@ -42,8 +42,13 @@ class Limits:
     body_bytes_max: int = 65536  # largest alert accepted
     store_lock_timeout_s: int = 2  # wait for the event table lock before giving up
     store_connect_timeout_s: int = 2  # wait for a pooled connection
-    store_pool_size: int = 8  # Postgres connections kept per process
-    store_pool_overflow: int = 8  # extra connections under load
+    store_pool_size: int = 8  # Postgres connections a ledger keeps open, idle or not
+    store_pool_overflow: int = 8  # extra connections it may open under load (closed after
+    # 10 minutes idle)
+    # The projection runner's own ledger in `ledger serve` and `ledger project`: one batch
+    # at a time, so one connection, and one more for a read alongside (docs/CONFIGURATION.md).
+    projection_pool_size: int = 1  # Postgres connections the runner keeps open
+    projection_pool_overflow: int = 1  # extra connections it may open
     projection_batch_events: int = 1000  # events a live projection applies per transaction
     projection_rebuild_batch_events: int = 20000  # events per transaction while rebuilding
     projection_poll_ms: int = 50  # how often an idle projection runner looks for new events

@@ -16,6 +16,16 @@ from ledger import wire
 from ledger.domain import Opening, Outcome, Portfolio, PortfolioParams, Roll, Signal
 
 
+def payload_as_sent(receipt: Any) -> Any:
+    """A signal receipt's alert (SignalRecord, or its SignalDecided), secret removed, as it
+    was sent: read from ``raw``, so its numbers are the JSON numbers they were, with their
+    text (``wire.JSONNumber``). Receipts written before ``raw`` was kept answer with their
+    ``payload``, whose numbers were stored as exact decimals and read back as strings."""
+    if receipt.raw is None:
+        return receipt.payload
+    return wire.loads(receipt.raw)
+
+
 def equity_mode(params: PortfolioParams | None) -> str:
     """The portfolio's equity mode; blended for one since removed from the configuration."""
     return params.equity_mode if params else "blended"

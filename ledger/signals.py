@@ -34,6 +34,10 @@ EXPONENT_MAX = 999_999
 # Text the store cannot hold: U+0000 (Postgres text and JSONB refuse it) and lone UTF-16
 # surrogates (not Unicode scalar values: they cannot be encoded as UTF-8).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# A TradingView placeholder ({{close}}, {{strategy.order.action}}, {{plot("ATR")}}): in an
+# alert that fired it is replaced by its value, so one that arrives as text means the alert's
+# message was not filled in (sent from elsewhere, or the placeholder does not apply there).
+_PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,11 @@ class InvalidSignal(ValueError):
     def __init__(self, problems: list[Problem]):
         super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
         self.problems = problems
+
+
+class UnfilledTemplate(InvalidSignal):
+    """Some of the alert's values are TradingView placeholders TradingView did not fill in
+    (``{{close}}`` as text): each is a problem naming its field and the placeholder."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -101,9 +110,16 @@ def parse_json(body: bytes | str) -> Any:
 
 
 def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
-                 config: LedgerConfig) -> Signal:
-    """Validate one alert for ``portfolio``; raise InvalidSignal naming every problem."""
-    data = parse_json(body) if isinstance(body, (bytes, str)) else body
+                 config: LedgerConfig, *, raw: bytes | str | None = None) -> Signal:
+    """Validate one alert for ``portfolio``; raise InvalidSignal naming every problem.
+
+    ``raw``: the JSON text ``body`` was parsed from, when ``body`` is that parse (the webhook
+    reads it first); the signal keeps it, less the secret, as received (``without_secret``).
+    """
+    if isinstance(body, (bytes, str)):
+        raw, data = body, parse_json(body)
+    else:
+        data = body
     if not isinstance(data, Mapping):
         raise InvalidSignal([Problem("body", "must be a JSON object")])
     problems: list[Problem] = []
@@ -138,6 +154,11 @@ def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
     if reason is not None and not isinstance(reason, str):
         problems.append(Problem("reason", "must be a string"))
     problems.extend(unstorable_text(data))
+    unfilled = unfilled_placeholders(data)
+    if unfilled:
+        # What is wrong with those fields is the placeholder, not its form.
+        named = {p.field for p in unfilled}
+        raise UnfilledTemplate([*unfilled, *(p for p in problems if p.field not in named)])
     if problems:
         raise InvalidSignal(problems)
     assert signal_type is not None and instrument is not None
@@ -155,7 +176,53 @@ def parse_signal(body: bytes | str | Mapping[str, Any], portfolio: str,
         er=er,
         reason=reason,
         payload=payload,
+        raw=None if raw is None else without_secret(
+            raw.decode("utf-8") if isinstance(raw, bytes) else raw),
     )
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's insignificant whitespace
+
+
+def _skip_whitespace(text: str, at: int) -> int:
+    match = _WHITESPACE.match(text, at)
+    assert match is not None  # it matches the empty string too
+    return match.end()
+
+
+def without_secret(text: str) -> str:
+    """A JSON object's text with every top-level ``secret`` member cut out (however its name
+    is escaped), and with it the comma that separated it: every other byte as sent.
+
+    ``text`` must already have parsed as a JSON object (``parse_json``): it is scanned again
+    member by member, each name and value decoded only to find where it ends."""
+    decoder = json.JSONDecoder()
+    at = _skip_whitespace(text, 0)
+    assert text[at] == "{", "not a JSON object"
+    at = _skip_whitespace(text, at + 1)
+    members: list[tuple[str, int, int]] = []  # (name, start, end) of each member
+    while text[at] != "}":
+        start = at
+        name, at = decoder.raw_decode(text, at)
+        at = _skip_whitespace(text, _skip_whitespace(text, at) + 1)  # past the ':'
+        _, at = decoder.raw_decode(text, at)
+        members.append((name, start, at))
+        at = _skip_whitespace(text, at)
+        if text[at] == ",":
+            at = _skip_whitespace(text, at + 1)
+    kept = [i for i, (name, _, _) in enumerate(members) if name != SECRET_FIELD]
+    if len(kept) == len(members):
+        return text
+    if not kept:
+        return text[:members[0][1]] + text[members[-1][2]:]
+    pieces = [text[:members[0][1]]]
+    for n, i in enumerate(kept):
+        if n:  # the separator that followed the previous kept member
+            previous = kept[n - 1]
+            pieces.append(text[members[previous][2]:members[previous + 1][1]])
+        pieces.append(text[members[i][1]:members[i][2]])
+    pieces.append(text[members[-1][2]:])
+    return "".join(pieces)
 
 
 def unstorable_text(data: Mapping[str, Any]) -> list[Problem]:
@@ -174,6 +241,29 @@ def unstorable_text(data: Mapping[str, Any]) -> list[Problem]:
                 if isinstance(key, str) and _UNSTORABLE.search(key):
                     problems.append(Problem(_path_key(path, key),
                                             _unstorable_message(key, "is a name that contains")))
+            stack.extend((v, _path_key(path, k)) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))
+    return problems
+
+
+def unfilled_placeholders(data: Mapping[str, Any]) -> list[Problem]:
+    """A Problem for every string value, however deeply nested, holding a TradingView
+    placeholder TradingView did not fill in, named by its path (``price``,
+    ``extra.levels[1]``). The secret is not looked at (it is checked before, never echoed)."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, str]] = [({k: v for k, v in data.items() if k != SECRET_FIELD}, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            found = _PLACEHOLDER.search(value)
+            if found:
+                shown = found.group() if len(found.group()) <= 80 else found.group()[:77] + "…"
+                problems.append(Problem(path, (
+                    f"holds the TradingView placeholder {shown}, not its value: the alert "
+                    f"template was not filled in (TradingView fills placeholders only when the "
+                    f"alert fires, and only those that apply to it)")))
+        elif isinstance(value, Mapping):
             stack.extend((v, _path_key(path, k)) for k, v in reversed(value.items()))
         elif isinstance(value, list):
             stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(value))))

@@ -25,12 +25,23 @@ from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from ledger.application import Ledger
-from ledger.domain import TRADING_EVENTS, Portfolio, Position, SignalRecord, event_classes
+from ledger.domain import (
+    ORDER_EVENTS,
+    TRADING_EVENTS,
+    Desk,
+    Order,
+    Portfolio,
+    Position,
+    SignalRecord,
+    event_classes,
+)
+from ledger.domain.order import FINAL
 from ledger.instances import Instance
 from ledger.presenters import equity_mode
 from projections import rows
 from projections.schema import (
     INSTANCES,
+    ORDERS,
     PORTFOLIO_STATE,
     POSITIONS,
     PYRAMIDING,
@@ -67,8 +78,9 @@ class Changes:
 
 # Every event the log can hold, and what the projector does with it: each class is either
 # handled (a ``_apply`` registration below) or named here as changing no table.
-EVENTS = (*TRADING_EVENTS, *event_classes(Instance))
-IGNORED: frozenset[type] = frozenset()
+EVENTS = (*TRADING_EVENTS, *ORDER_EVENTS, *event_classes(Instance))
+# The kill switch is read from its own stream (the desk and /health ask it): no table.
+IGNORED: frozenset[type] = frozenset(event_classes(Desk))
 
 # A batch that ends on one of these ends between two transactions: every decision's save()
 # writes its SignalDecided last, a roll writes the position's RolledOver last, and the
@@ -88,6 +100,8 @@ class Projector:
         self.position = position  # last notification id applied
         self.portfolios: dict[UUID, Portfolio] = {}
         self.positions: dict[UUID, Position] = {}  # open ones, and closed ones until flushed
+        self.orders: dict[UUID, Order] = {}  # not final ones, and final ones until flushed
+        self._dirty_orders: set[UUID] = set()
         self.instances: dict[str, rows.InstanceState] = {}
         self.stats: dict[str, rows.Statistics] = {}
         self._signals: OrderedDict[UUID, tuple[str, str]] = OrderedDict()
@@ -111,6 +125,10 @@ class Projector:
             if row["status"] != "closed":
                 pos = get(Position.create_id(row["position_id"]), version=row["version"])
                 self.positions[pos.id] = pos
+        for row in stored.get(ORDERS.name, []):
+            if row["status"] not in FINAL:
+                order = get(Order.create_id(row["intent_id"]), version=row["version"])
+                self.orders[order.id] = order
         for row in stored.get(INSTANCES.name, []):
             self.instances[row["instance_id"]] = rows.InstanceState.from_row(row)
         for row in stored.get(STATISTICS.name, []):
@@ -230,6 +248,26 @@ class Projector:
         instance.seen(event.timestamp)
         self._dirty_instances.add(event.instance_id)
 
+    def _ignored(self, event: Any, log_id: int) -> None:
+        """Events that change no table (``IGNORED``)."""
+
+    for _cls in IGNORED:
+        _apply.register(_cls)(_ignored)
+    del _cls
+
+    @_apply.register(Order.OrderIntended)
+    @_apply.register(Order.OrderSent)
+    @_apply.register(Order.OrderAcknowledged)
+    @_apply.register(Order.OrderRejected)
+    @_apply.register(Order.OrderOutcomeUnknown)
+    @_apply.register(Order.OrderResolved)
+    @_apply.register(Order.OrderFilled)
+    def _order_event(self, event: Any, log_id: int) -> None:
+        order = event.mutate(self._before(self.orders, event))
+        assert isinstance(order, Order)
+        self.orders[order.id] = order
+        self._dirty_orders.add(order.id)
+
     @_apply.register
     def _instance_started(self, event: Instance.InstanceStarted, log_id: int) -> None:
         i = self._instance(event.instance_id, event.started_at)
@@ -307,6 +345,11 @@ class Projector:
             changes.upsert(POSITIONS.name, rows.position_row(pos, book, equities[pos.portfolio]))
             if not pos.is_open:
                 del self.positions[position_uuid]  # no event changes a closed position
+        for order_uuid in self._dirty_orders:
+            order = self.orders[order_uuid]
+            changes.upsert(ORDERS.name, rows.order_row(order))
+            if order.status in FINAL:
+                del self.orders[order_uuid]  # nothing changes a filled or rejected order
         for instance_id in self._dirty_instances:
             changes.upsert(INSTANCES.name, self.instances[instance_id].row())
         for portfolio in self._dirty_stats:
@@ -317,6 +360,7 @@ class Projector:
         self._dirty_positions.clear()
         self._dirty_instances.clear()
         self._dirty_stats.clear()
+        self._dirty_orders.clear()
         return changes
 
 

@@ -8,8 +8,10 @@ A position's history is an audit question: it is replayed from the position's st
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+from ledger import wire
 from ledger.application import Ledger, UnknownPortfolio, UnknownPosition
 from projections.projector import Projector, chunks
 from projections.schema import PORTFOLIO_STATE, POSITIONS, PYRAMIDING, SIGNALS, STATISTICS
@@ -68,13 +70,17 @@ class ProjectionReads:
         }
 
     def positions(self, *, portfolio: str | None, status: str | None,
-                  instrument: str | None, limit: int) -> list[dict[str, Any]]:
-        where, params = [], []
-        for column, value in (("portfolio", portfolio), ("status", status),
-                              ("instrument", instrument.upper() if instrument else None)):
-            if value is not None:
-                where.append(f"{column} = {self.tables.p}")
-                params.append(value)
+                  instrument: str | None, limit: int, entered_from: datetime | None = None,
+                  entered_to: datetime | None = None,
+                  before: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        p, to_db = self.tables.p, self.tables.dialect.to_db
+        where, params = self._equal((("portfolio", portfolio), ("status", status),
+                                     ("instrument", instrument.upper() if instrument else None)))
+        self._range(where, params, "entry_timestamp", entered_from, entered_to)
+        if before is not None:
+            created_at, position_id = before
+            where.append(f"(created_at < {p} OR (created_at = {p} AND position_id < {p}))")
+            params += [to_db("ts", created_at), to_db("ts", created_at), position_id]
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self.ledger.transaction(read_only=True) as cursor:
             return self.tables.read(
@@ -92,12 +98,39 @@ class ProjectionReads:
     def position_history(self, position_id: str) -> list[dict[str, Any]]:
         return self.ledger.position_history(position_id)
 
-    def signals(self, *, portfolio: str | None, limit: int) -> list[dict[str, Any]]:
-        clause, params = ((f"WHERE portfolio = {self.tables.p} ", (portfolio,)) if portfolio
-                          else ("", ()))
+    def signals(self, *, portfolio: str | None, limit: int, decision: str | None = None,
+                signal_type: str | None = None, instrument: str | None = None,
+                signal_from: datetime | None = None, signal_to: datetime | None = None,
+                before: int | None = None) -> list[dict[str, Any]]:
+        where, params = self._equal((
+            ("portfolio", portfolio), ("processing_status", decision),
+            ("signal_type", signal_type),
+            ("instrument", instrument.upper() if instrument else None)))
+        self._range(where, params, "signal_timestamp", signal_from, signal_to)
+        if before is not None:
+            where.append(f"id < {self.tables.p}")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self.ledger.transaction(read_only=True) as cursor:
             return self.tables.read(cursor, SIGNALS, f"{clause}ORDER BY id DESC "
-                                    f"LIMIT {int(limit)}", params)
+                                    f"LIMIT {int(limit)}", tuple(params))
+
+    def _equal(self, filters: tuple[tuple[str, str | None], ...]) -> tuple[list[str], list[Any]]:
+        """``column = value`` for every filter given (None: not filtered)."""
+        where, params = [], []
+        for column, value in filters:
+            if value is not None:
+                where.append(f"{column} = {self.tables.p}")
+                params.append(value)
+        return where, params
+
+    def _range(self, where: list[str], params: list[Any], column: str,
+               start: datetime | None, end: datetime | None) -> None:
+        """``start <= column < end`` (either bound optional), on a ``ts`` column."""
+        for bound, op in ((start, ">="), (end, "<")):
+            if bound is not None:
+                where.append(f"{column} {op} {self.tables.p}")
+                params.append(self.tables.dialect.to_db("ts", wire.iso(bound)))
 
     def statistics(self, *, portfolio: str | None) -> dict[str, Any]:
         """``trading_statistics`` rows (one per portfolio with any activity, by name) and the

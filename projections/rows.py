@@ -7,7 +7,6 @@ tables store exactly these, and ``ledger verify`` recomputes them from the log t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -15,8 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from ledger import wire
-from ledger.domain import Portfolio, PortfolioParams, Position
-from ledger.presenters import book_figures, percent_of
+from ledger.domain import Order, Portfolio, PortfolioParams, Position
+from ledger.presenters import book_figures, payload_as_sent, percent_of
 from projections.schema import json_text
 
 ZERO = Decimal(0)
@@ -113,9 +112,10 @@ def pyramiding_rows(p: Portfolio) -> list[dict[str, Any]]:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as JSON gives it back: exact decimals (an alert's ``"er": 0.82``) become
-    strings, as every answer writes them, so a row compares equal after a round trip."""
-    return json.loads(json_text(value))  # stdlib: orjson reads big integers as floats
+    """``value`` as the table gives it back: exact decimals become strings, as every answer
+    writes them, so a row compares equal after a round trip (a receipt written before ``raw``
+    was kept: its payload's numbers were stored as decimals)."""
+    return wire.loads(json_text(value))
 
 
 def signal_row(log_id: int, decided: Any) -> dict[str, Any]:
@@ -142,7 +142,8 @@ def signal_row(log_id: int, decided: Any) -> dict[str, Any]:
         "processed_by_instance": decided.instance_id,
         "last_delivery_at": wire.iso(decided.received_at),
         "last_delivery_instance": decided.instance_id,
-        "payload": jsonable(decided.payload),
+        "payload": (jsonable(decided.payload) if decided.raw is None
+                    else payload_as_sent(decided)),
         "decision": decision,
         "version": 1,
     }
@@ -295,3 +296,36 @@ class Statistics:
             else:
                 values[key] = raw
         return cls(**values)
+
+
+def order_row(o: Order) -> dict[str, Any]:
+    """An ``orders`` row: one intent and where it stands."""
+    i = o.intent
+    return {
+        "intent_id": i.intent_id,
+        "portfolio": i.portfolio,
+        "position_id": i.position_id,
+        "cause": i.cause,
+        "purpose": i.purpose,
+        "leg": i.leg,
+        "symbol": i.symbol,
+        "exchange": i.exchange,
+        "side": i.side,
+        "quantity": i.quantity,
+        "product": i.product,
+        "price_type": i.price_type,
+        "reference_price": wire.number(i.reference_price),
+        "decided_at": wire.iso(i.decided_at),
+        "status": o.status,
+        "attempts": o.attempts,
+        "sent_epoch": o.sent_epoch,
+        "sent_at": wire.iso(o.sent_at),
+        "broker_order_id": o.broker_order_id,
+        "filled_quantity": o.filled_quantity,
+        "average_price": wire.ratio(o.average_price),  # an average: to 4 decimals
+        "slippage": wire.ratio(o.slippage),
+        "reason": o.reason,
+        "version": o.version,
+        "created_at": wire.iso(o.created_on),
+        "updated_at": wire.iso(o.modified_on),
+    }

@@ -22,9 +22,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger.application import Ledger
+from ledger.domain.order import FINAL
 from ledger.storage.dialect import SessionLock
 from projections.projector import Projector, ends_transaction
-from projections.schema import INSTANCES, PORTFOLIO_STATE, POSITIONS, STATISTICS
+from projections.schema import INSTANCES, ORDERS, PORTFOLIO_STATE, POSITIONS, STATISTICS
 from projections.tables import TableStore
 
 log = logging.getLogger("ledger.projections")
@@ -96,13 +97,16 @@ class ProjectionRunner:
     def _resume(self, position: int) -> Projector:
         with self.ledger.transaction(read_only=True) as cursor:
             self.tables.lock_for_reading(cursor, (PORTFOLIO_STATE.name, POSITIONS.name,
-                                                  INSTANCES.name, STATISTICS.name))
+                                                  INSTANCES.name, STATISTICS.name,
+                                                  ORDERS.name))
             stored = {
                 PORTFOLIO_STATE.name: self.tables.read(cursor, PORTFOLIO_STATE),
                 POSITIONS.name: self.tables.read(cursor, POSITIONS,
                                                  f"WHERE status <> {self.tables.p}", ("closed",)),
                 INSTANCES.name: self.tables.read(cursor, INSTANCES),
                 STATISTICS.name: self.tables.read(cursor, STATISTICS),
+                ORDERS.name: self.tables.read(cursor, ORDERS, f"WHERE status NOT IN "
+                                              f"({self.tables.p}, {self.tables.p})", FINAL),
             }
             if self.tables.tracked(cursor) != position:
                 raise _Moved

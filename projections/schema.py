@@ -11,7 +11,6 @@ SQLite), ``ts`` (TIMESTAMPTZ; fixed-width UTC text on SQLite so it sorts), ``jso
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,8 +89,15 @@ STATISTICS = Table("trading_statistics", ("portfolio",), _cols("""
     updated_at:ts
 """))
 
+ORDERS = Table("orders", ("intent_id",), _cols("""
+    intent_id portfolio position_id cause purpose leg symbol exchange side quantity:int product
+    price_type reference_price:num decided_at:ts status attempts:int sent_epoch:int sent_at:ts
+    broker_order_id filled_quantity:int average_price:num slippage:num reason version:int
+    created_at:ts updated_at:ts
+"""))
+
 TABLES: dict[str, Table] = {t.name: t for t in (
-    POSITIONS, PORTFOLIO_STATE, PYRAMIDING, SIGNALS, INSTANCES, STATISTICS)}
+    POSITIONS, PORTFOLIO_STATE, PYRAMIDING, SIGNALS, INSTANCES, STATISTICS, ORDERS)}
 
 
 # -- values in and out ---------------------------------------------------------------------
@@ -111,8 +117,9 @@ def from_db(kind: str, value: Any) -> Any:
         moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
         return wire.iso(moment.astimezone(UTC))
     if kind == "json":
-        # Not orjson: it reads integers beyond 64 bits as floats (psycopg's jsonb: json too).
-        return json.loads(value) if isinstance(value, str | bytes) else value
+        # Numbers keep their text (an alert's payload; the dialect hands Postgres' JSON over
+        # as text for this). Not orjson: it reads integers beyond 64 bits as floats.
+        return wire.loads(value) if isinstance(value, str | bytes) else value
     if kind == "bool":
         return bool(value)
     return value

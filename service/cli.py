@@ -12,6 +12,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import IO, Any
 
 from eventsourcing.persistence import PersistenceError
@@ -30,7 +31,9 @@ from ledger.config import ConfigError, is_portfolio_name, load_config
 from ledger.domain import Position
 from ledger.signals import InvalidSignal, Problem, is_fingerprint, parse_instant
 from ledger.storage import StoreUrlError
+from projections.rows import order_row as rows_of
 from service import bootstrap
+from service.jobs.settings import JobSettingsError
 from service.progress import Progress
 
 EXIT_OK, EXIT_INVALID, EXIT_STORE, EXIT_NOT_FOUND, EXIT_CONTENDED = 0, 2, 3, 4, 5
@@ -281,11 +284,14 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from projections.verify import render, verify
+    from service.jobs import SystemClock, signal_log_horizon
 
+    days = bootstrap.job_settings().retention_days  # as the leader's retention job reads it
     ledger = _open_ledger(args, migrated=True)
     progress = Progress("verify", ledger.config.limits.progress_every_events)
     try:
-        position, diffs = verify(ledger, progress)
+        position, diffs = verify(ledger, signal_log_horizon=signal_log_horizon(
+            SystemClock().now(), days), progress=progress)
     finally:
         progress.done()
     print(render(position, diffs, ledger.recorder.max_notification_id() or 0))
@@ -341,6 +347,98 @@ def _trail_lines(trail: dict[str, Any]) -> Iterator[str]:
                    f"portfolio_positions {position_id} not projected yet")
 
 
+def _desk(args: argparse.Namespace) -> Any:
+    ledger = _open_ledger(args, migrated=True)
+    return bootstrap.desk(ledger)
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    """The order desk's orders (newest decision last), from the orders table."""
+    desk = _desk(args)
+    rows = [rows_of(o) for o in desk.orders()
+            if args.state is None or o.status == args.state]
+    if args.json:
+        _out({"orders": rows}, pretty=True)
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['intent_id'][:8]} {r['status']:<16} {r['purpose']:<10} {r['side']:<4} "
+              f"{r['quantity']:>6} {r['symbol']:<28} {r['broker_order_id'] or '-':<16} "
+              f"filled={r['filled_quantity']} avg={r['average_price'] or '-'}")
+    return EXIT_OK
+
+
+def cmd_halt(args: argparse.Namespace) -> int:
+    desk = _desk(args)
+    changed = desk.halt(args.reason)
+    _err("order desk halted: nothing is sent until `ledger resume`" if changed
+         else "the order desk was halted already")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    desk = _desk(args)
+    _err("order desk resumed: intents recorded meanwhile go out now" if desk.resume()
+         else "the order desk was not halted")
+    return EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Compare the ledger's open quantities with the broker's (exit 1 on any mismatch)."""
+    findings = _desk(args).reconcile()
+    if args.json:
+        _out({"findings": findings}, pretty=True)
+    else:
+        for f in findings:
+            print(f"{f['kind']:<18} {f['symbol']:<28} {f['exchange']:<4} "
+                  f"ledger={f['ledger_quantity']} broker={f['broker_quantity']}")
+        if not findings:
+            print("the broker holds what the ledger does")
+    return EXIT_DIFFERS if findings else EXIT_OK
+
+
+def cmd_roll_due(args: argparse.Namespace) -> int:
+    """Run the leader's rollover scan once, now or at ``--at``. Unfenced: it is the operator's
+    explicit command. Running it while the leader's job runs is still safe: each roll is
+    idempotent per (position, expiry) and the position's stream version lets one of two
+    concurrent rolls commit."""
+    from service.jobs import RolloverJob, SystemClock
+
+    problems: list[Problem] = []
+    at = None if args.at is None else parse_instant(args.at, "--at", problems)
+    if problems:
+        for p in problems:
+            _err(f"{p.field}: {p.message}")
+        return EXIT_INVALID
+    settings = bootstrap.job_settings()
+    ledger = _open_ledger(args)
+    job = RolloverJob(ledger, ledger.config, _FixedClock(at) if at else SystemClock(),
+                      roll_at=settings.roll_at)
+    report = job.roll_due(dry_run=args.dry_run)
+    for item in report.done:
+        _err(f"rolled {item['position_id']} from {item['from_expiry']} to "
+             f"{item['to_expiry']} at {item['price']}")
+    for item in report.facts.get("due", []):
+        _err(f"due: {item['position_id']} from {item['from_expiry']} at {item['price']} "
+             f"({item['trading_days_left']} trading days left)")
+    for item in (*report.skipped, *report.errors):
+        _err(f"not rolled: {item['position_id']}: {item.get('reason') or item.get('error')}")
+    _out(report.as_dict(), pretty=True)
+    return EXIT_OK if not report.errors else EXIT_CONTENDED
+
+
+class _FixedClock:
+    """`roll-due --at`: the scan and the rolls happen at that instant."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def sleep(self, seconds: float) -> None:
+        pass
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.serve import run  # the HTTP stack loads only for this command
 
@@ -357,12 +455,14 @@ positions, histories and statistics are read back from that log."""
 EXIT_CODES = """\
 exit codes:
   0  done: a decision was made (accepted or rejected both count), or the command did its work
-  1  `verify`: the projection tables differ from the log
+  1  `verify`: the projection tables differ from the log; `reconcile`: an open quantity
+     differs from the broker's
   2  invalid input: a bad alert, option, time or configuration (every problem named on
      stderr); nothing was appended
   3  store not ready: unreachable, or not migrated (run `ledger migrate`)
   4  not found: no such position, portfolio or signal
-  5  contended: every attempt at a decision lost a version conflict; nothing was decided"""
+  5  contended: every attempt at a decision lost a version conflict; nothing was decided
+     (`roll-due`: a roll failed, named on stderr)"""
 
 ENVIRONMENT = """\
 environment:
@@ -377,7 +477,8 @@ environment:
                          listening on loopback only)
   LEDGER_API_TOKEN       `serve`: bearer token for the read endpoints (default: none, reads
                          are open)
-  (`serve` has more, each bounded and named with its unit: docs/API.md)"""
+  (`serve` and the leader's jobs have more, each bounded and named with its unit:
+  docs/API.md, docs/HA.md, docs/ORDERS.md)"""
 
 GLOBAL_OPTIONS_NOTE = ("--config and --database-url may come before or after the command: "
                        "`ledger --database-url URL portfolio` and `ledger portfolio "
@@ -513,6 +614,34 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the decision's fingerprint (64 lowercase hex digits)")
     trail.add_argument("--json", action="store_true", help=json_help)
 
+    orders = command("orders", "the order desk's orders and their states",
+                     "The orders the order desk has recorded (docs/ORDERS.md), newest "
+                     "decision first, each with its state.")
+    orders.add_argument("--state", default=None, metavar="STATE",
+                        help="only orders in this state (e.g. unknown, sent, filled, rejected)")
+    orders.add_argument("--json", action="store_true", help=json_help)
+    halt = command("halt", "kill switch: stop sending orders (intents are still recorded)",
+                   "The kill switch: the order desk sends nothing until `ledger resume`; "
+                   "decisions and their order intents are still recorded.")
+    halt.add_argument("--reason", default="operator", metavar="TEXT",
+                      help="recorded with the halt (default: operator)")
+    command("resume", "send again, starting with what was held",
+            "Lift the kill switch: intents recorded while halted are sent first.")
+    reconcile = command("reconcile", "compare open quantities with the broker's (exit 1 on a "
+                                     "mismatch)",
+                        "Compare the ledger's open quantities with the broker's position "
+                        "book and name each mismatch; exit 1 if there is one.")
+    reconcile.add_argument("--json", action="store_true", help=json_help)
+
+    roll_due = command("roll-due", "roll every position whose contract is due, once",
+                       "Run the rollover scan once (the leader does this on a schedule): "
+                       "roll every open position inside its roll window; print the report.")
+    roll_due.add_argument("--at", default=None, metavar="TIME",
+                          help="scan and roll as at this instant, e.g. 2025-11-25T04:00:00Z "
+                               "(a time zone is required; default: now)")
+    roll_due.add_argument("--dry-run", action="store_true",
+                          help="list what is due; roll nothing")
+
     serve = command("serve", "the HTTP service: webhook, books, health",
                     "The HTTP service on Hypercorn: the webhook, the reads, health and "
                     "metrics (docs/API.md). SIGTERM or SIGINT stops it gracefully.")
@@ -543,7 +672,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rebuild-projections": cmd_rebuild,
     "verify": cmd_verify,
     "trail": cmd_trail,
+    "roll-due": cmd_roll_due,
     "serve": cmd_serve,
+    "orders": cmd_orders,
+    "halt": cmd_halt,
+    "resume": cmd_resume,
+    "reconcile": cmd_reconcile,
 }
 
 
@@ -566,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, StoreUrlError) as e:
+    except (ConfigError, StoreUrlError, JobSettingsError, bootstrap.BrokerSettingsError) as e:
         _err(str(e))
         return EXIT_INVALID
     except FileNotFoundError as e:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
+from urllib.parse import unquote, urlsplit
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
@@ -23,7 +25,7 @@ from coordination.settings import SettingsError as CoordinationSettingsError
 from ledger.application import StoreNotReady
 from ledger.config import LedgerConfig, load_config
 from ledger.storage import redact, store_settings
-from service import bootstrap
+from service import bootstrap, logs
 
 log = logging.getLogger("ledger.api")
 
@@ -50,16 +52,24 @@ def hypercorn_config(settings: ServeSettings, *, access_log: bool = False) -> Hy
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        redactor = logs.configure(os.environ.get(logs.ENV_LOG_FORMAT))
+    except logs.LogFormatError as e:
+        print(f"ledger: {e}", file=sys.stderr)
+        return EXIT_INVALID
     config: LedgerConfig = load_config(args.config)
     store = store_settings(args.database_url, config.limits)  # a bad URL stops us here
+    redactor.add(*_url_passwords(store.url))
     try:
         settings = from_environment(config.limits, host=args.host, port=args.port)
+        redactor.add(settings.webhook_secret, settings.api_token)
         settings.check_startable(config.limits, store.dialect.bounded_pool)
         coordinator = bootstrap.coordinator(args.database_url)
+        bootstrap.broker()  # a broker misconfigured stops us here, not at the first order
+        jobs = bootstrap.job_settings()
+        redactor.add(*_url_passwords(coordinator.redis_url))
     except (SettingsError, CoordinationSettingsError, ValueError) as e:
-        print(f"ledger: {e}", file=sys.stderr)
+        print(f"ledger: {redactor(str(e))}", file=sys.stderr)
         return EXIT_INVALID
     try:
         missing = bootstrap.missing_migrations(config, args.database_url)
@@ -83,11 +93,19 @@ def run(args: argparse.Namespace) -> int:
              "off" if settings.allowlist is None else ", ".join(map(str, settings.allowlist)))
     log.info("coordination: %s", f"Redis at {redact(coordinator.redis_url)}"
              if coordinator.redis_url else "through the store (no LEDGER_REDIS_URL)")
-    app = bootstrap.http_app(settings, config, args.database_url, coordinate=coordinator)
+    app = bootstrap.http_app(settings, config, args.database_url, coordinate=coordinator,
+                             jobs=jobs)
     asyncio.run(serve_until_signalled(app, hypercorn_config(settings,
                                                             access_log=args.access_log)))
     log.info("stopped")
     return EXIT_OK
+
+
+def _url_passwords(url: str | None) -> tuple[str, ...]:
+    """The password in a URL (``postgresql://user:PASSWORD@...``, ``redis://:PASSWORD@...``),
+    as written and percent-decoded, for the log's redaction."""
+    password = urlsplit(url).password if url else None
+    return (password, unquote(password)) if password else ()
 
 
 async def serve_until_signalled(app: Starlette, config: HypercornConfig) -> None:

@@ -8,6 +8,7 @@ the notification log backwards, bounded.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -50,16 +51,25 @@ class EventStoreReads:
         return self.ledger.position_history(position_id)
 
     def positions(self, *, portfolio: str | None, status: str | None,
-                  instrument: str | None, limit: int) -> list[dict[str, Any]]:
+                  instrument: str | None, limit: int, entered_from: datetime | None = None,
+                  entered_to: datetime | None = None,
+                  before: tuple[str, str] | None = None) -> list[dict[str, Any]]:
         books = _Books(self.ledger)
         instrument = instrument.upper() if instrument else None
+        after_page = (None if before is None
+                      else (datetime.fromisoformat(before[0]), before[1]))
+
+        def wanted(p: Position) -> bool:
+            return (_within(p.entry_timestamp, entered_from, entered_to)
+                    and (after_page is None or (p.created_on, p.position_id) < after_page))
+
         if status in ("open", "partial"):
             # Open positions are the portfolios' holdings: no need to scan history.
             found = [self.ledger.position(position_id)
                      for name in self._portfolio_names(portfolio)
                      for position_id in books.get(name).holdings]
             found = [p for p in found if p.status == status
-                     and (instrument is None or p.instrument == instrument)]
+                     and (instrument is None or p.instrument == instrument) and wanted(p)]
             found.sort(key=lambda p: (p.created_on, p.position_id), reverse=True)
             return [self._row(p, books) for p in found[:limit]]
         rows = []
@@ -74,6 +84,8 @@ class EventStoreReads:
             position = self.ledger.position(opened.position_id)
             if status is not None and position.status != status:
                 continue
+            if not wanted(position):
+                continue
             rows.append(self._row(position, books))
             if len(rows) >= limit:
                 break
@@ -82,11 +94,20 @@ class EventStoreReads:
     def statistics(self, *, portfolio: str | None) -> dict[str, Any]:
         return statistics_from_log(self.ledger, portfolio=portfolio)
 
-    def signals(self, *, portfolio: str | None, limit: int) -> list[dict[str, Any]]:
+    def signals(self, *, portfolio: str | None, limit: int, decision: str | None = None,
+                signal_type: str | None = None, instrument: str | None = None,
+                signal_from: datetime | None = None, signal_to: datetime | None = None,
+                before: int | None = None) -> list[dict[str, Any]]:
         rows = []
         for notification in self._newest_first(_SIGNAL_DECIDED):
-            decided = self.ledger.mapper.to_domain_event(notification)
-            if portfolio is not None and decided.portfolio != portfolio:  # type: ignore[attr-defined]
+            if before is not None and notification.id >= before:
+                continue
+            decided: Any = self.ledger.mapper.to_domain_event(notification)
+            if ((portfolio is not None and decided.portfolio != portfolio)
+                    or (decision is not None and decided.decision["decision"] != decision)
+                    or (signal_type is not None and decided.signal_type != signal_type)
+                    or (instrument is not None and decided.instrument != instrument.upper())
+                    or not _within(decided.signal_timestamp, signal_from, signal_to)):
                 continue
             rows.append(self._signal_row(notification.id, decided))
             if len(rows) >= limit:
@@ -121,6 +142,10 @@ class EventStoreReads:
         if last.originator_version > 1:
             row.update(rows.redelivery_patch(last))
         return row
+
+
+def _within(moment: datetime, start: datetime | None, end: datetime | None) -> bool:
+    return (start is None or moment >= start) and (end is None or moment < end)
 
 
 class _Books:

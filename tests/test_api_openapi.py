@@ -65,7 +65,8 @@ def test_every_operation_keeps_its_documented_contract(served, mode):
         "/webhook", "/webhook/{portfolio}", "/portfolio", "/positions",
         "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
         "/signals/{fingerprint}/trail", "/statistics", "/health", "/ready", "/ready/webhook",
-        "/metrics", "/instances"}
+        "/metrics", "/instances",
+        "/orders", "/orders/{intent_id}", "/reconciliation", "/halt", "/resume"}
 
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and operation.path in TAKES_NO_INPUT:

@@ -87,6 +87,11 @@ def check_read_model(reads: ReadModel) -> None:
     assert marked["decision"]["fingerprint"] == marked["fingerprint"]
     assert [s["portfolio"] for s in reads.signals(portfolio="alpha", limit=100)] == ["alpha"]
     assert len(reads.signals(portfolio=None, limit=2)) == 2
+    assert [s["signal_type"] for s in reads.signals(portfolio=None, limit=100,
+                                                    decision="rejected")] == ["EXIT"]
+    assert [s["fingerprint"] for s in reads.signals(portfolio=None, limit=2,
+                                                    before=signals[1]["id"])] == [
+        s["fingerprint"] for s in signals[2:4]]
 
     stats = reads.statistics(portfolio=None)
     assert stats["log_position"] > 0
@@ -225,7 +230,8 @@ def test_health_ready_and_openapi_need_no_token(api):
     assert {"/webhook", "/webhook/{portfolio}", "/portfolio", "/positions",
             "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
             "/signals/{fingerprint}/trail", "/statistics", "/health", "/ready", "/ready/webhook",
-            "/metrics", "/instances", "/openapi.json"} == set(document["paths"])
+            "/metrics", "/instances", "/orders", "/orders/{intent_id}", "/reconciliation",
+            "/halt", "/resume", "/openapi.json"} == set(document["paths"])
 
 
 def test_ready_is_503_on_a_store_never_migrated(new_store_url, backend):

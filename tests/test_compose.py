@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from ledger.config import default_config
+from service.bootstrap import serve_connections
 from tests.api_server import free_port
 from tests.nginx_server import DOCKER, ROOT, SNIPPETS, check, render
 
@@ -64,9 +65,8 @@ def test_compose_renders_the_whole_stack():
     assert set(services) >= SERVICES, f"missing: {SERVICES - set(services)}"
 
     assert services["postgres"]["image"].startswith("postgres:16")
-    # An instance may hold 2 pools x (store_pool_size + store_pool_overflow) + 1 connections.
-    limits = default_config().limits
-    per_instance = 2 * (limits.store_pool_size + limits.store_pool_overflow) + 1
+    # An instance may hold this many connections (docs/CONFIGURATION.md).
+    _, per_instance = serve_connections(default_config().limits)
     command = " ".join(services["postgres"].get("command", []))
     match = re.search(r"max_connections=(\d+)", command)
     assert match and int(match.group(1)) > len(INSTANCES) * per_instance + 1, \

@@ -6,15 +6,18 @@ Three kinds of stream (docs/ARCHITECTURE.md):
 - ``portfolio:<name>`` (``Portfolio``): the decision journal and the decider.
 - ``position:<position id>`` (``Position``): one position's lifecycle.
 - ``signal:<fingerprint>`` (``SignalRecord``): the receipt that makes a signal unique.
+- ``order:<intent id>`` (``Order``) and ``desk:<name>`` (``Desk``): broker orders wanted by
+  committed decisions, and the kill switch (docs/ORDERS.md).
 
-``TRADING_EVENTS`` is the catalogue of their event classes (docs/EVENTS.md describes each);
-every read model says, per class, what it does with it.
+``TRADING_EVENTS`` and ``ORDER_EVENTS`` are the catalogue of their event classes
+(docs/EVENTS.md describes each); every read model says, per class, what it does with it.
 """
 
 from __future__ import annotations
 
 from eventsourcing.domain import CanMutateAggregate
 
+from ledger.domain.order import Desk, Intent, Order, intent_id
 from ledger.domain.params import (
     STOP_POLICIES,
     Dated,
@@ -64,11 +67,13 @@ def event_classes(*aggregates: type) -> tuple[type[CanMutateAggregate], ...]:
 
 
 TRADING_EVENTS = event_classes(Portfolio, Position, SignalRecord)
+ORDER_EVENTS = event_classes(Order, Desk)
 
 __all__ = [
-    "BASE_LABEL", "ENTRY_TYPES", "EXIT_ALL", "STOP_POLICIES", "TRADING_EVENTS", "VALUE_TYPES",
-    "Closing", "Contract", "Dated", "EquityMode", "Holding", "Instrument", "Mark", "Opening",
-    "Outcome", "Portfolio", "PortfolioParams", "Position", "Product", "PyramidState", "Reason",
-    "Roll", "Signal", "SignalRecord", "SignalType", "StopBreach", "StopChange", "StopPolicy",
-    "event_classes", "fingerprint", "stream_id", "stream_name",
+    "BASE_LABEL", "ENTRY_TYPES", "EXIT_ALL", "ORDER_EVENTS", "STOP_POLICIES", "TRADING_EVENTS",
+    "VALUE_TYPES", "Closing", "Contract", "Dated", "Desk", "EquityMode", "Holding",
+    "Instrument", "Intent", "Mark", "Opening", "Order", "Outcome", "Portfolio",
+    "PortfolioParams", "Position", "Product", "PyramidState", "Reason", "Roll", "Signal",
+    "SignalRecord", "SignalType", "StopBreach", "StopChange", "StopPolicy", "event_classes",
+    "fingerprint", "intent_id", "stream_id", "stream_name",
 ]

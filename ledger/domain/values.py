@@ -60,6 +60,7 @@ class Signal:
     er: Decimal | None = None
     reason: str | None = None
     payload: Mapping[str, Any] | None = None  # the alert as received, secret removed
+    raw: str | None = None  # its JSON text as received, the secret's member cut out
 
     @property
     def fingerprint(self) -> str:

@@ -45,10 +45,14 @@ class StoreSettings:
         return parts._replace(netloc=netloc).geturl()
 
 
-def store_settings(url: str | None = None, limits: Limits | None = None) -> StoreSettings:
-    """Settings for ``url`` (default: ``$LEDGER_DATABASE_URL``, else the embedded file)."""
+def store_settings(url: str | None = None, limits: Limits | None = None, *,
+                   pool: tuple[int, int] | None = None) -> StoreSettings:
+    """Settings for ``url`` (default: ``$LEDGER_DATABASE_URL``, else the embedded file).
+    ``pool``: (connections kept, extra under load) on Postgres; default
+    (``store_pool_size``, ``store_pool_overflow``)."""
     url = url or os.environ.get("LEDGER_DATABASE_URL") or DEFAULT_DATABASE_URL
     limits = limits or Limits()
+    pool_size, pool_overflow = pool or (limits.store_pool_size, limits.store_pool_overflow)
     parts = urlsplit(url)
     common = {
         "CREATE_TABLE": "n",  # tables come from `ledger migrate`, never from a process start
@@ -95,8 +99,8 @@ def store_settings(url: str | None = None, limits: Limits | None = None) -> Stor
             "POSTGRES_SCHEMA": schema,
             "POSTGRES_LOCK_TIMEOUT": str(limits.store_lock_timeout_s),
             "POSTGRES_CONNECT_TIMEOUT": str(limits.store_connect_timeout_s),
-            "POSTGRES_POOL_SIZE": str(limits.store_pool_size),
-            "POSTGRES_MAX_OVERFLOW": str(limits.store_pool_overflow),
+            "POSTGRES_POOL_SIZE": str(pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(pool_overflow),
             "POSTGRES_PRE_PING": "y",  # a restarted server must not cost a failed decision
         }
         return StoreSettings(url, PostgresDialect, env)

@@ -45,6 +45,12 @@ class Dialect(Protocol):
     bounded_pool: ClassVar[bool]
     reads_under_write_lock: ClassVar[bool]
 
+    @staticmethod
+    def name_connections(factory: Any, name: str) -> None:
+        """Name the connections of the library's infrastructure ``factory`` (Postgres'
+        ``application_name``), before any is opened."""
+        ...
+
     def transaction(self, *, snapshot: bool = False, read_only: bool = False
                     ) -> AbstractContextManager[Any]:
         """A DB-API cursor in one transaction, committed at the end unless ``read_only``.

@@ -15,7 +15,8 @@ from eventsourcing.persistence import InterfaceError, Notification, OperationalE
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
+from psycopg.types.string import TextLoader
 
 from ledger import wire
 from ledger.storage.dialect import Column
@@ -35,6 +36,13 @@ class PostgresDialect:
     bounded_pool: ClassVar[bool] = True  # threads share store_pool_size + overflow
     reads_under_write_lock: ClassVar[bool] = True
 
+    @staticmethod
+    def name_connections(factory: Any, name: str) -> None:
+        """Give the library's pool of ``factory`` an ``application_name`` for its connections
+        (before it opens any): pg_stat_activity then tells a process's pools apart."""
+        pool = factory.datastore.pool
+        pool.kwargs = {**(pool.kwargs or {}), "application_name": name}
+
     def __init__(self, settings: StoreSettings, recorder: PostgresApplicationRecorder) -> None:
         self.settings = settings
         self.env = settings.env
@@ -46,6 +54,10 @@ class PostgresDialect:
     def transaction(self, *, snapshot: bool = False, read_only: bool = False
                     ) -> Iterator[Any]:
         with self.datastore.transaction(commit=not read_only) as cursor:
+            # JSON columns come back as their text, for the reader to parse: psycopg's own
+            # parse turns numbers into floats (an alert's 0.82 would not survive).
+            cursor.adapters.register_loader("json", TextLoader)
+            cursor.adapters.register_loader("jsonb", TextLoader)
             if snapshot:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cursor.execute(f"SET LOCAL search_path TO {self.schema}")
@@ -82,8 +94,10 @@ class PostgresDialect:
         if kind == "ts":
             return datetime.fromisoformat(value).astimezone(UTC)
         if kind == "json":
+            # Typed json, not jsonb: the json column of an alert's payload keeps this text as
+            # written (key order, numbers); jsonb columns take it by assignment cast.
             text = wire.dumps(value).decode()
-            return Jsonb(value, dumps=lambda _: text)
+            return Json(value, dumps=lambda _: text)
         if kind == "bool":
             return bool(value)
         return value

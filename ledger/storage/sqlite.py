@@ -31,6 +31,10 @@ class SQLiteDialect:
     bounded_pool: ClassVar[bool] = False  # connections open as threads ask
     reads_under_write_lock: ClassVar[bool] = False
 
+    @staticmethod
+    def name_connections(factory: Any, name: str) -> None:
+        """Nothing to name: a file has no server listing its connections."""
+
     def __init__(self, settings: StoreSettings, recorder: SQLiteApplicationRecorder) -> None:
         self.settings = settings
         self.path = settings.env["SQLITE_DBNAME"]

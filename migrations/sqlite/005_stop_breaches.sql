@@ -1,4 +1,4 @@
--- SQLite: the same column as postgres/003_stop_breaches.sql, as fixed-width ISO 8601 UTC text.
+-- SQLite: the same column as postgres/005_stop_breaches.sql, as fixed-width ISO 8601 UTC text.
 -- When a bar first closed at or below a position's stop (the position stream's StopBreached;
 -- docs/RULES.md "Stop breaches"). NULL: never breached, or breached before breaches were
 -- recorded (the log of those stores holds no StopBreached to rebuild it from).
