@@ -98,6 +98,7 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
         Route("/orders/{intent_id}", orders.order, methods=["GET"]),
         Route("/reconciliation", orders.reconciliation, methods=["GET"]),
         Route("/halt", orders.halt, methods=["POST"]),
+        Route("/reconcile", orders.reconcile, methods=["POST"]),
         Route("/resume", orders.resume, methods=["POST"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
     ]

@@ -499,6 +499,15 @@ def document(*, list_limit_max: int, list_limit_default: int,
                         "schema": {"type": "object", "required": ["halted"]}}}},
                     "401": _err("Token missing or wrong"),
                     "503": _err("Store unavailable")}}},
+            "/reconcile": {"post": {
+                "summary": "Compare open quantities with the broker's now (on the desk's "
+                           "instance)", "operationId": "reconcile", "security": BEARER,
+                "responses": {
+                    "200": {"description": "findings", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["findings"]}}}},
+                    "401": _err("Token missing or wrong"),
+                    "503": _err("This instance does not run the order desk, or the store "
+                                "is unavailable")}}},
             "/resume": {"post": {
                 "summary": "Send orders again, starting with those held",
                 "operationId": "resume", "security": BEARER,

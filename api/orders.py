@@ -106,6 +106,15 @@ class Orders:
 
         return await self._run(request, read)
 
+    async def reconcile(self, request: Request) -> Response:
+        """POST /reconcile: compare with the broker now (this instance's broker adapter)."""
+        desk = self.rt.desk() if self.rt.desk is not None else None
+        if desk is None:
+            return error(503, "not_the_desk", "the order desk runs on the instance that holds "
+                         "the orders term; ask it (GET /health on each says which leads)",
+                         headers={"Retry-After": "1"})
+        return await self._run(request, lambda: {"findings": desk.reconcile()})
+
     async def halt(self, request: Request) -> Response:
         reason = (request.query_params.get("reason") or "operator")[:REASON_CHARS_MAX]
 

@@ -53,6 +53,7 @@ class Runtime:
         self.jobs = jobs  # None: no leader jobs in this process
         self.heartbeat: Heartbeat | None = None
         self.dedupe = Dedupe(None, lambda: "single")
+        self.desk: Callable[[], Any] | None = None  # an order desk on this runtime's ledger
         self._recover = recover
         self.recovery: Any = None  # what the start found (``as_dict()``), shown by /ready
         self.projections: ProjectionRunner | None = None  # None: another process projects

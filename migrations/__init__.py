@@ -77,6 +77,7 @@ def missing(ledger: Any) -> list[str]:
 def migrate(ledger: Any) -> list[str]:
     """Bring the store up to date; return the names of the steps applied now."""
     dialect = ledger.dialect
+    dialect.create_schema()
     ledger.create_event_tables()
     with ledger.transaction() as cursor:
         cursor.execute(

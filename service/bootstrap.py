@@ -249,8 +249,11 @@ class DeskJobs:
         broker_, desk_settings = broker()
         fence = desk_fence(self.coordinator)
 
+        self.desk: OrderDesk | None = None
+
         def build(ledger: Ledger) -> LeaderJobs:
             desk_ = OrderDesk(ledger, broker_, fence=fence, settings=desk_settings)
+            self.desk = desk_
             return LeaderJobs(self.coordinator, [DeskJob(desk_, self.coordinator),
                                                  ReconcileJob(desk_)])
 
@@ -303,12 +306,16 @@ def http_app(settings: ServeSettings, config: LedgerConfig, database_url: str | 
             log.warning("store not ready yet: %s", e)
         return ledger
 
-    background = None
+    background = desk_jobs = None
     if coordinate is not None:
+        desk_jobs = DeskJobs(config, database_url, coordinate)
         background = AllJobs(serve_jobs(config, database_url, coordinate,
-                                        jobs or job_settings()),
-                             DeskJobs(config, database_url, coordinate))
-    return create_app(settings, serving_ledger, coordinator=coordinate, recover=recover,
-                      jobs=background,
-                      open_runner_ledger=lambda: serving_ledger(runner_pool(config.limits),
-                                                                RUNNER_CONNECTIONS))
+                                        jobs or job_settings()), desk_jobs)
+    app = create_app(settings, serving_ledger, coordinator=coordinate, recover=recover,
+                     jobs=background,
+                     open_runner_ledger=lambda: serving_ledger(runner_pool(config.limits),
+                                                               RUNNER_CONNECTIONS))
+    if desk_jobs is not None:  # POST /reconcile asks the desk, where this instance runs it
+        app.state.runtime.desk = lambda: (
+            desk_jobs.desk if desk_jobs.coordinator.is_leader else None)
+    return app

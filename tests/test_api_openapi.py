@@ -66,7 +66,7 @@ def test_every_operation_keeps_its_documented_contract(served, mode):
         "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
         "/signals/{fingerprint}/trail", "/statistics", "/health", "/ready", "/ready/webhook",
         "/metrics", "/instances",
-        "/orders", "/orders/{intent_id}", "/reconciliation", "/halt", "/resume"}
+        "/orders", "/orders/{intent_id}", "/reconciliation", "/halt", "/reconcile", "/resume"}
 
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and operation.path in TAKES_NO_INPUT:

@@ -231,7 +231,7 @@ def test_health_ready_and_openapi_need_no_token(api):
             "/positions/{position_id}", "/positions/{position_id}/history", "/signals",
             "/signals/{fingerprint}/trail", "/statistics", "/health", "/ready", "/ready/webhook",
             "/metrics", "/instances", "/orders", "/orders/{intent_id}", "/reconciliation",
-            "/halt", "/resume", "/openapi.json"} == set(document["paths"])
+            "/halt", "/reconcile", "/resume", "/openapi.json"} == set(document["paths"])
 
 
 def test_ready_is_503_on_a_store_never_migrated(new_store_url, backend):

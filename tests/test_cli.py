@@ -14,6 +14,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from ledger.application import Ledger
 from ledger.config import default_config
 from projections.read_model import ProjectionReads
@@ -353,3 +355,13 @@ def test_long_work_on_a_terminal_is_one_line_redrawn(store_url, tmp_path):
     text = said.decode()
     assert text.startswith("\r") and text.count("\n") == 1 and text.endswith("\n")
     assert text.rstrip().endswith(f"project: log position {head} of {head} (100%)\x1b[K")
+
+
+@pytest.mark.postgres
+def test_migrate_creates_the_schema_the_url_names(postgres_database):
+    import uuid
+
+    url = f"{postgres_database}?schema=s_{uuid.uuid4().hex[:8]}"
+    done = run(url, "migrate")
+    assert done.returncode == 0, done.stderr
+    assert b"004_orders" in done.stderr

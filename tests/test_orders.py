@@ -334,3 +334,15 @@ def test_orders_and_the_kill_switch_over_http(ledger, store_url):
         assert api.get("/reconciliation", headers=auth).json()["halted"] is True
         assert api.post("/resume", headers=auth).json() == {"halted": False}
         assert not desk.desk().halted
+
+
+def test_reconcile_over_http_asks_the_desk_only_where_it_runs(store_url, ledger):
+    from tests.api_client import TOKEN, service
+
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    with service(store_url, api_token=TOKEN) as api:
+        answer = api.post("/reconcile", headers=auth)
+        assert answer.status_code == 503 and answer.json()["error"] == "not_the_desk"
+        desk = desk_on(ledger, PaperBroker(), Clock(), price_orders=True)
+        api.app.state.runtime.desk = lambda: desk  # this instance runs the desk
+        assert api.post("/reconcile", headers=auth).json() == {"findings": []}

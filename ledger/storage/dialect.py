@@ -102,6 +102,10 @@ class Dialect(Protocol):
         """Up to ``limit`` notifications after ``after`` (up to ``stop``), in log order."""
         ...
 
+    def create_schema(self) -> None:
+        """The namespace the tables live in, created if missing."""
+        ...
+
     def execute_script(self, cursor: Any, sql: str) -> None:
         """Run a migration file (several statements)."""
         ...

@@ -150,6 +150,11 @@ class PostgresDialect:
                                  originator_version=r["originator_version"], topic=r["topic"],
                                  state=bytes(r["state"])) for r in cursor.fetchall()]
 
+    def create_schema(self) -> None:
+        """The URL's ``?schema=``, created if missing (`ledger migrate`)."""
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(self.schema)))
+
     def execute_script(self, cursor: Any, sql: str) -> None:
         cursor.execute(sql)  # psycopg runs a script of several statements in one call
 

@@ -99,6 +99,9 @@ class SQLiteDialect:
         return list(self.recorder.select_notifications(after, limit, stop=stop,
                                                        inclusive_of_start=False))
 
+    def create_schema(self) -> None:
+        pass  # a SQLite file is its own schema
+
     def execute_script(self, cursor: Any, sql: str) -> None:
         # sqlite3 runs one statement per call; migration files end each statement with ';'
         # at the end of a line.
