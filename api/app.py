@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,9 +55,17 @@ def create_app(settings: ServeSettings, open_ledger: Callable[[], Ledger], *,
         ledger = (open_runner_ledger or open_ledger)()
         if coordinator is None:  # one runner leads per store, by the store's session lock
             return ProjectionRunner(ledger)
-        # Led by the coordinator, every batch fenced by its term.
-        return ProjectionRunner(ledger, leadership=coordinator.leadership(),
-                                fence=coordinator.fenced)
+        # Led by the coordinator, every batch fenced by its term. The fence's share lock
+        # holds off the next term while the batch's transaction is open, so a runner paused
+        # there (GC, SIGSTOP, a VM) must lose its session within about one term (HA.md),
+        # not the store's default idle bound (5 s).
+        idle_s = max(1, math.ceil(coordinator.settings.lease_ttl_ms / 1000))
+
+        def fence(cursor: Any) -> None:
+            ledger.dialect.allow_idle(cursor, idle_s)
+            coordinator.fenced(cursor)
+
+        return ProjectionRunner(ledger, leadership=coordinator.leadership(), fence=fence)
 
     runtime = Runtime(settings, open_ledger, read_model,
                       open_runner if run_projections else None, coordinator, recover, jobs)

@@ -148,11 +148,18 @@ class ProjectionRunner:
             with self.ledger.transaction() as cursor:
                 if self.tables.lock_tracked(cursor) != tracked:
                     raise _Moved  # another runner applied these meanwhile: resume
-                if self.fence is not None:
-                    # After the write lock (SQLite: a read first could not be upgraded).
-                    self.fence(cursor)
                 self.tables.write(cursor, changes)
                 self.tables.set_tracked(cursor, changes.position)
+                if self.fence is not None:
+                    # Last before the commit (and after the write lock: on SQLite a read
+                    # first could not be upgraded). The fence's share lock on the term row
+                    # holds off the next term until this transaction ends; taken here, a
+                    # process paused while holding it sits idle after a complete statement,
+                    # where the server's idle-in-transaction timeout ends its session.
+                    # Taken before the writes, a pause inside their pipelined statements
+                    # (executemany) held it for as long as the pause: Postgres runs no idle
+                    # timeout inside a pipeline.
+                    self.fence(cursor)
         except _Moved:
             self.projector = None
             return 0
