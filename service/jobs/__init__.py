@@ -105,7 +105,8 @@ class ServeJobs:
                     ledger.close()
                     return
                 self.ledger = ledger
-                self.runner = self._build(ledger).start()
+                self.runner = self._build(ledger)  # known before its first job runs
+                self.runner.start()
             log.info("leader jobs: %s", ", ".join(job.name for job in self.runner.jobs))
             return
 
