@@ -58,7 +58,11 @@ def open_ledger(config: LedgerConfig, database_url: str | None, *, ready: bool =
     ``migrated``: ... and every migration step is applied (the projection tables exist);
     ``pool``: its Postgres pool, when not ``store_pool_size`` + ``store_pool_overflow``;
     ``connection_name``: its connections' ``application_name``."""
-    ledger = Ledger(config, database_url, pool=pool, connection_name=connection_name)
+    try:  # Postgres: the library connects at once (type adapters)
+        ledger = Ledger(config, database_url, pool=pool, connection_name=connection_name)
+    except PersistenceError as e:
+        settings = store_settings(database_url, config.limits)
+        raise StoreNotReady(f"{settings.redacted_url}: {diagnose(settings, e)}") from None
     if ready:
         ledger.check_ready()
     if migrated and (steps := migrations.missing(ledger)):

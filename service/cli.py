@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import textwrap
+import traceback
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO, Any
@@ -492,6 +493,8 @@ def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument("--database-url", default=default, metavar="URL",
                         help="the event store, sqlite:///FILE or postgresql://... (default: "
                              "$LEDGER_DATABASE_URL, else sqlite:///ledger.sqlite3)")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="on a failure, print the traceback after the one-line reason")
 
 
 def _command_options(commands: argparse._SubParsersAction) -> str:
@@ -499,8 +502,8 @@ def _command_options(commands: argparse._SubParsersAction) -> str:
     lines = ["commands and their options (also `ledger COMMAND --help`):"]
     for name, sub in commands.choices.items():
         actions = [a for a in sub._actions
-                   if a.help is not argparse.SUPPRESS and a.dest not in ("help", "config",
-                                                                          "database_url")]
+                   if a.help is not argparse.SUPPRESS
+                   and a.dest not in ("help", "config", "database_url", "debug")]
         usage = " ".join(_usage_of(a) for a in actions)
         lines.append(f"  {name} {usage}".rstrip())
         lines += textwrap.wrap(sub.description or "", width=HELP_WIDTH,
@@ -701,17 +704,21 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, StoreUrlError, JobSettingsError, bootstrap.BrokerSettingsError) as e:
-        _err(str(e))
-        return EXIT_INVALID
+        return _failed(args, str(e), EXIT_INVALID)
     except FileNotFoundError as e:
-        _err(f"{e.filename}: no such file")
-        return EXIT_INVALID
+        return _failed(args, f"{e.filename}: no such file", EXIT_INVALID)
     except (StoreNotReady, PersistenceError) as e:
-        _err(f"store not ready: {e}")
-        return EXIT_STORE
+        return _failed(args, f"store not ready: {e}", EXIT_STORE)
     except DecisionContended as e:
-        _err(str(e))
-        return EXIT_CONTENDED
+        return _failed(args, str(e), EXIT_CONTENDED)
+
+
+def _failed(args: argparse.Namespace, reason: str, status: int) -> int:
+    """One line naming the cause; the traceback only when asked (``--debug``)."""
+    _err(reason)
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    return status
 
 
 if __name__ == "__main__":

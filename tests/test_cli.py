@@ -174,7 +174,7 @@ def test_help_says_what_the_ledger_does_every_option_exit_codes_and_environment(
         for action in parser._actions:
             assert action.help, (name, action.dest)  # every option explained
             for flag in action.option_strings:
-                if flag not in ("-h", "--help", "--config", "--database-url"):
+                if flag not in ("-h", "--help", "--config", "--database-url", "--debug"):
                     assert f"- {flag}" in text, (name, flag)
     assert "--portfolio NAME: which portfolio" in text and "--json: print JSON" in text
     epilog = text[text.index("exit codes:"):]
