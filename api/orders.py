@@ -24,7 +24,6 @@ from api.runtime import Runtime
 from ledger import wire
 from ledger.application import StoreNotReady
 from ledger.domain import Desk, Order
-from ledger.domain.order import PURPOSES
 from ledger.presenters import event_type, facts
 from ledger.signals import Problem
 from projections.rows import order_row
@@ -136,4 +135,4 @@ class Orders:
         return await self._run(request, write)
 
 
-__all__ = ["PURPOSES", "STATES", "Orders"]
+__all__ = ["STATES", "Orders"]
