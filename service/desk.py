@@ -105,6 +105,8 @@ class OrderDesk:
         self.settings = settings or DeskSettings()
         self.clock = clock
         self.tables = TableStore(ledger)
+        # Broker order ids this desk recorded, for claims the orders table may not show yet.
+        self._recorded_ids: set[str] = set()
 
     # -- the kill switch --------------------------------------------------------------------
 
@@ -291,6 +293,7 @@ class OrderDesk:
             now = self.clock()
             if isinstance(result, Placed):
                 order.acknowledge(result.order_id, now)
+                self._recorded_ids.add(result.order_id)
                 if acknowledged is not None:
                     acknowledged.append(intent)
             elif isinstance(result, Rejected):
@@ -339,6 +342,7 @@ class OrderDesk:
                           and b.side == i.side and b.quantity == i.quantity), None)
             if match is not None:
                 claimed.add(match.order_id)
+                self._recorded_ids.add(match.order_id)
                 order.resolve(match.order_id, f"found in the order book as {match.order_id}",
                               self.clock())
             else:
@@ -351,7 +355,8 @@ class OrderDesk:
         with self.ledger.transaction(read_only=True) as cursor:
             cursor.execute("SELECT broker_order_id FROM orders WHERE broker_order_id IS NOT NULL")
             rows = cursor.fetchall()
-        return {r["broker_order_id"] if isinstance(r, dict) else r[0] for r in rows}
+        return {r["broker_order_id"] if isinstance(r, dict) else r[0] for r in rows} | set(
+            self._recorded_ids)
 
     # -- 4. fills ---------------------------------------------------------------------------
 
