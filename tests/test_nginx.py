@@ -144,8 +144,11 @@ def test_an_instance_killed_mid_stream_costs_no_alert(new_store_url, tmp_path: P
             print(f"distinct fingerprints: {len(fingerprints)}, duplicate answers "
                   f"(resent by nginx after the instance had decided): {duplicates}")
             assert len(fingerprints) == ALERTS
-            assert "111: Connection refused" in nginx.errors() or "prematurely" in \
-                nginx.errors(), "nginx never met the dead instance: the test proved nothing"
+            # Refused (dead before the request), closed or reset (killed while answering):
+            # each is nginx meeting the dead instance and going to the next.
+            met = ("111: Connection refused", "prematurely", "104: Connection reset by peer")
+            assert any(sign in nginx.errors() for sign in met), \
+                "nginx never met the dead instance: the test proved nothing"
 
             # The store holds each alert once, whichever instance decided it.
             head = max(body["log_position"] for body in decided)
