@@ -12,13 +12,14 @@ from ledger.domain import Contract, Instrument
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 
-def _is_trading_day(day: date, holidays: frozenset[date]) -> bool:
+def is_trading_day(day: date, holidays: frozenset[date]) -> bool:
+    """A weekday that is not one of the exchange's holidays."""
     return day.weekday() < 5 and day not in holidays
 
 
 def previous_trading_day(day: date, holidays: frozenset[date]) -> date:
     """``day`` itself if it is a trading day, else the closest trading day before it."""
-    while not _is_trading_day(day, holidays):
+    while not is_trading_day(day, holidays):
         day -= timedelta(days=1)
     return day
 
@@ -69,7 +70,7 @@ def trading_days_left(on: date, expiry: date, holidays: frozenset[date], cap: in
     left, day = 0, on
     while day < expiry and left <= cap:
         day += timedelta(days=1)
-        if _is_trading_day(day, holidays):
+        if is_trading_day(day, holidays):
             left += 1
     return left
 

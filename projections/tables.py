@@ -33,13 +33,26 @@ class TableStore:
 
     # -- tracking --------------------------------------------------------------------------
 
-    def tracked(self, cursor: Any) -> int:
-        cursor.execute(f"SELECT position FROM {TRACKING} WHERE name = {self.p}",
-                       (TRACKING_NAME,))
+    def tracked(self, cursor: Any, name: str = TRACKING_NAME) -> int:
+        position = self.tracked_or_none(cursor, name)
+        return 0 if position is None else position
+
+    def tracked_or_none(self, cursor: Any, name: str) -> int | None:
+        """The log position tracked under ``name`` (None: nothing tracked yet). The tables
+        are ``TRACKING_NAME``; other followers of the log keep theirs beside it."""
+        cursor.execute(f"SELECT position FROM {TRACKING} WHERE name = {self.p}", (name,))
         row = cursor.fetchone()
         if row is None:
-            return 0
+            return None
         return row["position"] if isinstance(row, dict) else row[0]
+
+    def track(self, cursor: Any, name: str, position: int) -> None:
+        """Set (or first record) the log position tracked under ``name``."""
+        p = self.p
+        cursor.execute(
+            f"INSERT INTO {TRACKING} (name, position, updated_at) VALUES ({p}, {p}, {p}) "
+            f"ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, "
+            f"updated_at = EXCLUDED.updated_at", (name, position, self.dialect.now()))
 
     def lock_tracked(self, cursor: Any) -> int:
         """The tracked position, locked until the transaction ends (a row lock on Postgres,

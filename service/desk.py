@@ -60,7 +60,7 @@ from ledger.domain.order import (
     WORKING,
 )
 from projections.projector import read_chunk
-from projections.schema import ORDERS, TRACKING
+from projections.schema import ORDERS
 from projections.tables import TableStore
 
 log = logging.getLogger("ledger.orders")
@@ -154,21 +154,11 @@ class OrderDesk:
     def _tracked(self) -> int | None:
         """The desk's log position (None: the desk never ran on this store)."""
         with self.ledger.transaction(read_only=True) as cursor:
-            cursor.execute(f"SELECT position FROM {TRACKING} WHERE name = {self.tables.p}",
-                           (TRACKING_NAME,))
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        return row["position"] if isinstance(row, dict) else row[0]
+            return self.tables.tracked_or_none(cursor, TRACKING_NAME)
 
     def _track(self, position: int, fence: Callable[[Any], None] | None) -> None:
-        p = self.tables.p
         with self.ledger.transaction() as cursor:
-            cursor.execute(
-                f"INSERT INTO {TRACKING} (name, position, updated_at) VALUES ({p}, {p}, {p}) "
-                f"ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, "
-                f"updated_at = EXCLUDED.updated_at",
-                (TRACKING_NAME, position, self.ledger.dialect.now()))
+            self.tables.track(cursor, TRACKING_NAME, position)
             if fence is not None:
                 fence(cursor)
 

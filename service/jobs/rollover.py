@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from coordination.coordinator import Coordinator
 from coordination.terms import Fenced
 from ledger.application import Ledger
-from ledger.calendar import previous_trading_day
+from ledger.calendar import is_trading_day, trading_days_left
 from ledger.config import LedgerConfig
 from service.jobs.runner import Clock, Deadline, JobReport, leading
 
@@ -51,21 +51,6 @@ def parse_roll_at(text: str) -> time:
             and len(hours) in (1, 2) and int(hours) < 24 and int(minutes) < 60):
         raise ValueError(f"expected HH:MM (24-hour, exchange time), got {text!r}")
     return time(int(hours), int(minutes))
-
-
-def is_trading_day(day: date, holidays: frozenset[date]) -> bool:
-    return previous_trading_day(day, holidays) == day
-
-
-def trading_days_left(today: date, expiry: date, holidays: frozenset[date], cap: int) -> int:
-    """Trading days after ``today`` up to and including ``expiry`` (counting stops past
-    ``cap``, so a far expiry costs no more than a near one)."""
-    left, day = 0, today
-    while day < expiry and left <= cap:
-        day += timedelta(days=1)
-        if is_trading_day(day, holidays):
-            left += 1
-    return left
 
 
 @dataclass(frozen=True)
