@@ -1,5 +1,5 @@
 """The OpenAlgo adapter against a real HTTP server speaking OpenAlgo's contract (the fake in
-tests/fake_openalgo.py): every answer mapped to its result, and the fake's own count of what
+brokers/simulator.py): every answer mapped to its result, and the fake's own count of what
 it received and placed as the ground truth for "placed exactly once"."""
 
 from __future__ import annotations
@@ -40,9 +40,7 @@ from brokers import (
     legs,
 )
 from brokers.openalgo import SEMI_AUTO_REASON
-from ledger.calendar import contract_for
-from ledger.config import BANK_NIFTY, GOLD_MINI, default_config
-from tests.fake_openalgo import (
+from brokers.simulator import (
     BrokerRejects,
     Delay,
     FakeOpenAlgo,
@@ -55,6 +53,8 @@ from tests.fake_openalgo import (
     TooMany,
     serving,
 )
+from ledger.calendar import contract_for
+from ledger.config import BANK_NIFTY, GOLD_MINI, default_config
 
 GOLD = OrderRequest(symbol="GOLDM05JAN26FUT", exchange="MCX", side="BUY", quantity=100)
 SHORT_READ_MS = 200  # the client's read timeout where a test makes the server slower

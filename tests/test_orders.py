@@ -1,6 +1,6 @@
 """The order desk: committed decisions become broker orders, each placed exactly once.
 
-Against the paper broker and a fake OpenAlgo over real HTTP (tests/fake_openalgo.py, which
+Against the paper broker and a fake OpenAlgo over real HTTP (brokers/simulator.py, which
 counts every order it placed: the ground truth). A "crash" here is the desk object dropped
 mid-step (an exception at that step) and a new one built, as a restarted or newly elected
 leader would: every step's state is in the log, none in the desk.
@@ -16,6 +16,15 @@ import pytest
 
 from brokers.openalgo import OpenAlgoBroker
 from brokers.paper import PaperBroker
+from brokers.simulator import (
+    Delay,
+    FakeOpenAlgo,
+    PartialFills,
+    Refuse,
+    ServerError,
+    TooMany,
+    serving,
+)
 from ledger.domain.order import (
     ACKNOWLEDGED,
     CLOSE,
@@ -31,15 +40,6 @@ from projections.runner import ProjectionRunner
 from projections.verify import verify
 from service.desk import DeskSettings, OrderDesk
 from tests.alerts import Alerts
-from tests.fake_openalgo import (
-    Delay,
-    FakeOpenAlgo,
-    PartialFills,
-    Refuse,
-    ServerError,
-    TooMany,
-    serving,
-)
 
 READ_TIMEOUT_MS = 300  # the adapter's patience in these tests
 

@@ -1,5 +1,7 @@
-"""A fake OpenAlgo: a real HTTP server (Starlette under Hypercorn, in a thread) speaking the
-same contract as OpenAlgo's ``/api/v1`` for the endpoints the adapters use.
+"""A simulated OpenAlgo: a real HTTP server (Starlette under Hypercorn, in a thread) speaking
+the same contract as OpenAlgo's ``/api/v1`` for the endpoints the adapters use. The tests and
+`ledger chaos` point the OpenAlgo adapter at it; it ships with the package so that a drill can
+run from an installed ledger, not only from a checkout.
 
 It keeps an order book, a trade book and a position book, counts every ``placeorder`` it
 received and every order it placed (the tests' ground truth for "placed exactly once"), and
